@@ -1,0 +1,54 @@
+"""The aiohttp application: middlewares, the catch-all route and lifecycle hooks."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from docket.api.context import REGISTRY
+from docket.api.responses import API_VERSION_HEADER, error_response
+from docket.api.routes import dispatch
+from docket.errors import RegistryError
+from docket.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RegistryError as error:
+        if error.status >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, error.message)
+        return error_response(error, head=request.method == "HEAD")
+    except web.HTTPException:
+        raise
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        body = {"errors": [{"code": "UNKNOWN", "message": "internal server error; see the server log"}]}
+        return web.json_response(body, status=500)
+
+
+async def _add_api_version(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault(*API_VERSION_HEADER)
+
+
+def create_app(registry: Registry) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 65536})
+    app[REGISTRY] = registry
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.on_response_prepare.append(_add_api_version)
+
+    async def open_registry(_app: web.Application) -> None:
+        await registry.open()
+
+    async def close_registry(_app: web.Application) -> None:
+        await registry.close()
+
+    app.on_startup.append(open_registry)
+    app.on_cleanup.append(close_registry)
+    return app

@@ -1,0 +1,35 @@
+"""Paginated lists: tags of a repository and the catalog of repositories."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from docket.api import params
+from docket.api.context import registry_of
+from docket.api.links import next_link
+from docket.api.responses import json_response
+
+
+async def tags_list(request: web.Request, name: str) -> web.StreamResponse:
+    registry = registry_of(request)
+    limit = params.page_size(request, registry.limits.max_page_size)
+    last = request.query.get("last") or None
+    # One extra row tells whether a next page exists.
+    names = await registry.manifests.tags(name, limit + 1 if limit else 0, last)
+    headers = {}
+    if len(names) > limit:
+        names = names[:limit]
+        headers["Link"] = next_link(f"/v2/{name}/tags/list", {"n": limit, "last": names[-1]})
+    return json_response({"name": name, "tags": names}, headers=headers)
+
+
+async def catalog(request: web.Request) -> web.StreamResponse:
+    registry = registry_of(request)
+    limit = params.page_size(request, registry.limits.max_page_size)
+    last = request.query.get("last") or None
+    names = await registry.metadata.repository_list(limit + 1, last) if limit else []
+    headers = {}
+    if len(names) > limit:
+        names = names[:limit]
+        headers["Link"] = next_link("/v2/_catalog", {"n": limit, "last": names[-1]})
+    return json_response({"repositories": names}, headers=headers)

@@ -1,0 +1,84 @@
+"""Byte ranges: the `Range` request header (RFC 9110, section 14) and upload `Content-Range`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_RANGE_SPEC_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+_UPLOAD_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """An inclusive byte range within a representation of `size` bytes."""
+
+    start: int
+    end: int
+    size: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+    def content_range(self) -> str:
+        return f"bytes {self.start}-{self.end}/{self.size}"
+
+
+class RangeNotSatisfiable(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"no requested range is satisfiable for {size} bytes")
+        self.size = size
+
+    def content_range(self) -> str:
+        return f"bytes */{self.size}"
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """Resolve a `Range` header against a representation of `size` bytes.
+
+    Returns None when the whole representation should be sent: no header, a unit
+    other than bytes, a syntax error, or several ranges (RFC 9110 lets a server
+    ignore the header, and serving one 200 beats a multipart body no registry
+    client asks for). Raises RangeNotSatisfiable when the single range lies
+    outside the content.
+    """
+    if header is None:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec or "," in spec:
+        return None
+    match = _RANGE_SPEC_RE.match(spec)
+    if match is None:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text:
+        if not last_text:
+            return None
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(size)
+        return ByteRange(max(size - suffix, 0), size - 1, size)
+    first = int(first_text)
+    last = int(last_text) if last_text else None
+    if last is not None and last < first:
+        return None
+    if first >= size:
+        raise RangeNotSatisfiable(size)
+    end = size - 1 if last is None else min(last, size - 1)
+    return ByteRange(first, end, size)
+
+
+def parse_upload_range(header: str) -> tuple[int, int] | None:
+    """Parse a chunk's `Content-Range` (`<start>-<end>`, inclusive) as sent by upload clients.
+
+    The distribution spec's form has no unit; the RFC form `bytes <start>-<end>/<size>`
+    is accepted as well. Returns None when the header is malformed.
+    """
+    match = _UPLOAD_RANGE_RE.match(header.strip())
+    if match is None:
+        return None
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start:
+        return None
+    return start, end

@@ -1,0 +1,83 @@
+"""Dispatch of `/v2/` paths.
+
+Repository names contain slashes, so routes are matched here with regular
+expressions on the decoded path, and the name is validated afterwards so an
+invalid one gets NAME_INVALID instead of a bare 404.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from docket.api import blobs, listing, manifests, referrers, uploads
+from docket.api.responses import json_response
+from docket.errors import ErrorCode, RegistryError
+from docket.oci.reference import validate_repository
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+
+
+async def api_version(request: web.Request) -> web.StreamResponse:
+    return json_response({})
+
+
+ROUTES = (
+    Route(re.compile(r"^/v2/?$"), {"GET": api_version, "HEAD": api_version}),
+    Route(re.compile(r"^/v2/_catalog$"), {"GET": listing.catalog}),
+    Route(re.compile(r"^/v2/(?P<name>.+)/tags/list$"), {"GET": listing.tags_list}),
+    Route(
+        re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference_text>[^/]+)$"),
+        {
+            "GET": manifests.manifest_get,
+            "HEAD": manifests.manifest_get,
+            "PUT": manifests.manifest_put,
+            "DELETE": manifests.manifest_delete,
+        },
+    ),
+    Route(re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$"), {"POST": uploads.upload_start}),
+    Route(
+        re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)$"),
+        {
+            "GET": uploads.upload_status,
+            "PATCH": uploads.upload_patch,
+            "PUT": uploads.upload_finish,
+            "DELETE": uploads.upload_cancel,
+        },
+    ),
+    Route(
+        re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest_text>[^/]+)$"),
+        {"GET": blobs.blob_get, "HEAD": blobs.blob_get, "DELETE": blobs.blob_delete},
+    ),
+    Route(re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest_text>[^/]+)$"), {"GET": referrers.referrers_get}),
+)
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    path = request.path
+    for route in ROUTES:
+        match = route.pattern.match(path)
+        if match is None:
+            continue
+        handler = route.methods.get(request.method)
+        if handler is None:
+            raise RegistryError(
+                ErrorCode.UNSUPPORTED,
+                f"method {request.method} is not allowed on {path[:200]}",
+                headers={"Allow": ", ".join(route.methods)},
+            )
+        arguments: dict[str, Any] = match.groupdict()
+        if "name" in arguments:
+            validate_repository(arguments["name"])
+        return await handler(request, **arguments)
+    raise RegistryError(ErrorCode.UNSUPPORTED, f"no API endpoint at {path[:200]}", status=404)

@@ -1,0 +1,140 @@
+"""Configuration: a TOML file, overridden by command-line flags.
+
+Every key is documented in docs/configuration.md. Loading fails with
+`ConfigError`, whose message names the key, the bad value and what is expected.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LISTEN = "127.0.0.1:5000"
+DEFAULT_DATA_DIR = "docket-data"
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """An invalid configuration; the message names the key and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    max_manifest_size: int = 4 * 1024 * 1024
+    max_page_size: int = 1000
+    manifest_cache_size: int = 64 * 1024 * 1024
+    automatic_mount: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: Listen = field(default_factory=lambda: parse_listen(DEFAULT_LISTEN, "listen"))
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    log_level: str = "info"
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+
+
+def parse_listen(value: str, key: str) -> Listen:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key}: invalid address {value!r}; expected HOST:PORT such as 127.0.0.1:5000")
+    return Listen(host.strip("[]"), int(port_text))
+
+
+def parse_size(value: Any, key: str) -> int:
+    """Parse a size given as an integer number of bytes or a string such as '4MiB'."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match is not None:
+            return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    raise ConfigError(f"{key}: invalid size {value!r}; expected bytes as an integer or a string such as '64MiB'")
+
+
+def _expect(value: Any, kind: type, key: str, description: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: invalid value {value!r}; expected {description}")
+    return value
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            name = f"{prefix}{key}"
+            raise ConfigError(f"{name}: unknown key; the valid keys here are {', '.join(sorted(allowed))}")
+
+
+def _registry_settings(table: Any) -> RegistrySettings:
+    _expect(table, dict, "registry", "a table")
+    fields = {"max_manifest_size", "max_page_size", "manifest_cache_size", "automatic_mount"}
+    _check_keys(table, fields, "registry.")
+    settings = RegistrySettings()
+    if "max_manifest_size" in table:
+        settings = replace(settings, max_manifest_size=parse_size(table["max_manifest_size"], "registry.max_manifest_size"))
+    if "max_page_size" in table:
+        size = _expect(table["max_page_size"], int, "registry.max_page_size", "a positive integer")
+        if size < 1:
+            raise ConfigError(f"registry.max_page_size: invalid value {size}; expected a positive integer")
+        settings = replace(settings, max_page_size=size)
+    if "manifest_cache_size" in table:
+        settings = replace(
+            settings, manifest_cache_size=parse_size(table["manifest_cache_size"], "registry.manifest_cache_size")
+        )
+    if "automatic_mount" in table:
+        settings = replace(
+            settings, automatic_mount=_expect(table["automatic_mount"], bool, "registry.automatic_mount", "true or false")
+        )
+    return settings
+
+
+def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
+    """Build a Config from a parsed TOML document; relative paths resolve against `base_dir`."""
+    _check_keys(document, {"listen", "data_dir", "log_level", "registry"}, "")
+    config = Config()
+    if "listen" in document:
+        config = replace(config, listen=parse_listen(_expect(document["listen"], str, "listen", "a string HOST:PORT"), "listen"))
+    if "data_dir" in document:
+        data_dir = Path(_expect(document["data_dir"], str, "data_dir", "a directory path"))
+        config = replace(config, data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir)
+    if "log_level" in document:
+        level = _expect(document["log_level"], str, "log_level", "a string")
+        if level.lower() not in _LOG_LEVELS:
+            raise ConfigError(f"log_level: invalid value {level!r}; expected one of {', '.join(_LOG_LEVELS)}")
+        config = replace(config, log_level=level.lower())
+    if "registry" in document:
+        config = replace(config, registry=_registry_settings(document["registry"]))
+    return config
+
+
+def load_config(path: Path | None) -> Config:
+    """Read the TOML file at `path`, or return the defaults when `path` is None."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    try:
+        return config_from_mapping(document, path.parent.resolve())
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -1,0 +1,94 @@
+"""The interface the registry uses to read and write metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    digest: str
+    media_type: str
+    size: int
+    subject: str | None = None
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPut:
+    """Everything stored for one manifest push, written in one transaction."""
+
+    repository: str
+    record: ManifestRecord
+    blob_digests: frozenset[str]
+    child_manifest_digests: frozenset[str]
+    tag: str | None
+
+
+class MetadataStore(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+
+    # Blobs
+
+    async def blob_link(self, repository: str, digest: str, size: int) -> None:
+        """Record committed content and link it to `repository`."""
+
+    async def blob_is_linked(self, repository: str, digest: str) -> bool: ...
+
+    async def blob_linked_digests(self, repository: str, digests: Iterable[str]) -> set[str]: ...
+
+    async def blob_unlink(self, repository: str, digest: str) -> bool:
+        """Remove the link; return False if there was none."""
+
+    async def blob_is_linked_anywhere(self, digest: str) -> bool: ...
+
+    # Manifests and tags
+
+    async def manifest_put(self, put: ManifestPut) -> None: ...
+
+    async def manifest_get(self, repository: str, digest: str) -> ManifestRecord | None: ...
+
+    async def manifest_existing_digests(self, repository: str, digests: Iterable[str]) -> set[str]: ...
+
+    async def manifest_delete(self, repository: str, digest: str) -> bool:
+        """Delete the manifest and every tag that points to it."""
+
+    async def tag_resolve(self, repository: str, tag: str) -> str | None: ...
+
+    async def tag_delete(self, repository: str, tag: str) -> bool: ...
+
+    async def tag_list(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        """Return up to `limit` tags after `last` in lexical order, or None for an unknown repository."""
+
+    async def repository_list(self, limit: int, last: str | None) -> list[str]: ...
+
+    async def referrer_list(
+        self,
+        repository: str,
+        subject: str,
+        artifact_type: str | None,
+        limit: int,
+        last: str | None,
+    ) -> list[ManifestRecord]:
+        """Return manifests whose subject is `subject`, ordered by digest, after `last`."""
+
+    # Uploads
+
+    async def upload_create(self, upload_id: str, repository: str) -> None: ...
+
+    async def upload_repository(self, upload_id: str) -> str | None: ...
+
+    async def upload_touch(self, upload_id: str) -> None: ...
+
+    async def upload_delete(self, upload_id: str) -> None: ...
+
+    async def upload_ids(self) -> set[str]: ...

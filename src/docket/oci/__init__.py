@@ -1,0 +1,1 @@
+"""Nouns of the OCI image and distribution specs: digests, references, manifests."""

@@ -1,0 +1,54 @@
+"""Repository names and tags, with the grammar of the OCI distribution spec."""
+
+from __future__ import annotations
+
+import re
+
+from docket.errors import ErrorCode, RegistryError
+from docket.oci.digest import Digest
+
+_NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_NAME_RE = re.compile(rf"^{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+
+# CNCF distribution limits a name to 255 characters including the registry host;
+# Docket applies the same limit to the repository name alone.
+MAX_NAME_LENGTH = 255
+
+
+def validate_repository(name: str) -> str:
+    """Return `name` if it is a valid repository name, else raise NAME_INVALID."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise RegistryError(
+            ErrorCode.NAME_INVALID,
+            f"repository name is {len(name)} characters long; the maximum is {MAX_NAME_LENGTH}",
+        )
+    if _NAME_RE.match(name) is None:
+        raise RegistryError(
+            ErrorCode.NAME_INVALID,
+            f"invalid repository name {name[:300]!r}: use lowercase path components "
+            "separated by '/', each made of letters, digits and single separators",
+        )
+    return name
+
+
+def is_valid_tag(tag: str) -> bool:
+    return _TAG_RE.match(tag) is not None
+
+
+def parse_reference(reference: str) -> str | Digest:
+    """Parse the `<reference>` of a manifest URL: a tag string or a Digest.
+
+    A reference containing ':' can only be a digest, so a malformed one raises
+    DIGEST_INVALID; anything else must match the tag grammar or raises MANIFEST_INVALID
+    with status 400 (the spec has no dedicated tag code).
+    """
+    if ":" in reference:
+        return Digest.parse(reference)
+    if not is_valid_tag(reference):
+        raise RegistryError(
+            ErrorCode.MANIFEST_INVALID,
+            f"invalid tag {reference[:200]!r}: a tag is 1 to 128 characters of "
+            "letters, digits, '_', '.' and '-', not starting with '.' or '-'",
+        )
+    return reference

@@ -1,0 +1,80 @@
+"""The interface every content store implements.
+
+A content store knows bytes and digests only. Which repository may see which
+digest is metadata, kept elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+from docket.oci.digest import Digest
+
+
+class DigestMismatch(Exception):
+    def __init__(self, expected: Digest, actual: Digest) -> None:
+        super().__init__(f"content has digest {actual}, expected {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
+class SizeMismatch(Exception):
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(f"content is {actual} bytes, expected {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
+class ContentStore(Protocol):
+    async def open(self) -> None:
+        """Prepare the store and remove temporary files left by an earlier crash."""
+
+    async def size(self, digest: Digest) -> int | None:
+        """Return the size of committed content, or None if the store does not hold it."""
+
+    def local_path(self, digest: Digest) -> Path | None:
+        """Return a file path for zero-copy serving, or None if the store has no local files."""
+
+    async def read(self, digest: Digest) -> bytes:
+        """Return the whole content; for manifests and other small objects."""
+
+    def read_range(self, digest: Digest, start: int, end: int) -> AsyncIterator[bytes]:
+        """Yield bytes `start` to `end` inclusive."""
+
+    async def write_bytes(self, digest: Digest, data: bytes) -> None:
+        """Store `data`, verifying it against `digest` first."""
+
+    async def write_stream(
+        self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None
+    ) -> int:
+        """Store a stream, verifying digest and size before it becomes visible; return the size."""
+
+    async def delete(self, digest: Digest) -> None: ...
+
+    async def upload_create(self, upload_id: str) -> None: ...
+
+    async def upload_size(self, upload_id: str) -> int | None:
+        """Return the bytes received so far, or None if the upload does not exist."""
+
+    async def upload_append(
+        self, upload_id: str, chunks: AsyncIterable[bytes], expected_length: int | None = None
+    ) -> int:
+        """Append a chunk and return the new upload size.
+
+        If the chunk is not `expected_length` bytes long, it is removed again and
+        SizeMismatch is raised.
+        """
+
+    async def upload_commit(
+        self, upload_id: str, digest: Digest, expected_size: int | None = None
+    ) -> int:
+        """Verify the uploaded data against `digest` and commit it as content; return its size.
+
+        On a mismatch the upload data is kept, so the client may retry the final PUT.
+        """
+
+    async def upload_delete(self, upload_id: str) -> None: ...
+
+    async def upload_ids(self) -> list[str]: ...
