@@ -52,7 +52,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 async def manifest_put(request: web.Request, name: str, reference_text: str) -> web.StreamResponse:
     registry = registry_of(request)
-    reference = parse_reference(reference_text)
+    reference = parse_reference(reference_text, for_push=True)
     data = await _read_body(request, registry.limits.max_manifest_size)
     digest, parsed = await registry.manifests.put(name, reference, request.headers.get("Content-Type"), data)
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": str(digest)}

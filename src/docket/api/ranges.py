@@ -41,7 +41,8 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     other than bytes, a syntax error, or several ranges (RFC 9110 lets a server
     ignore the header, and serving one 200 beats a multipart body no registry
     client asks for). Raises RangeNotSatisfiable when the single range lies
-    outside the content.
+    outside the content or ends before it starts (RFC 9110 allows rejecting an
+    invalid range, and the OCI conformance suite expects 416 for `bytes=500-0`).
     """
     if header is None:
         return None
@@ -61,9 +62,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         return ByteRange(max(size - suffix, 0), size - 1, size)
     first = int(first_text)
     last = int(last_text) if last_text else None
-    if last is not None and last < first:
-        return None
-    if first >= size:
+    if first >= size or (last is not None and last < first):
         raise RangeNotSatisfiable(size)
     end = size - 1 if last is None else min(last, size - 1)
     return ByteRange(first, end, size)

@@ -36,19 +36,21 @@ def is_valid_tag(tag: str) -> bool:
     return _TAG_RE.match(tag) is not None
 
 
-def parse_reference(reference: str) -> str | Digest:
+def parse_reference(reference: str, *, for_push: bool = False) -> str | Digest:
     """Parse the `<reference>` of a manifest URL: a tag string or a Digest.
 
     A reference containing ':' can only be a digest, so a malformed one raises
-    DIGEST_INVALID; anything else must match the tag grammar or raises MANIFEST_INVALID
-    with status 400 (the spec has no dedicated tag code).
+    DIGEST_INVALID. A string that is not a valid tag cannot name a stored manifest:
+    reads get MANIFEST_UNKNOWN (404), and a push gets MANIFEST_INVALID (400), since
+    the spec has no dedicated tag code.
     """
     if ":" in reference:
         return Digest.parse(reference)
-    if not is_valid_tag(reference):
-        raise RegistryError(
-            ErrorCode.MANIFEST_INVALID,
-            f"invalid tag {reference[:200]!r}: a tag is 1 to 128 characters of "
-            "letters, digits, '_', '.' and '-', not starting with '.' or '-'",
-        )
-    return reference
+    if is_valid_tag(reference):
+        return reference
+    rule = (
+        "a tag is 1 to 128 characters of letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+    )
+    if for_push:
+        raise RegistryError(ErrorCode.MANIFEST_INVALID, f"invalid tag {reference[:200]!r}: {rule}")
+    raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference[:200]!r} is not known: {rule}")
