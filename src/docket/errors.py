@@ -28,8 +28,10 @@ class ErrorCode(enum.Enum):
     DENIED = ("DENIED", 403)
     UNSUPPORTED = ("UNSUPPORTED", 405)
     TOOMANYREQUESTS = ("TOOMANYREQUESTS", 429)
-    # Not in the spec's table but used by CNCF distribution for unsatisfiable ranges.
+    # Not in the spec's table; CNCF distribution uses these codes for unsatisfiable
+    # ranges and for an unavailable service, and Docket for upstream failures.
     RANGE_INVALID = ("RANGE_INVALID", 416)
+    UNAVAILABLE = ("UNAVAILABLE", 503)
 
     @property
     def status(self) -> int:

@@ -7,6 +7,7 @@ from aiohttp import web
 from docket.api.context import registry_of
 from docket.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from docket.api.responses import empty_response
+from docket.api.sendfile import FileRangeResponse
 from docket.errors import ErrorCode, RegistryError
 from docket.oci.digest import Digest
 
@@ -39,16 +40,10 @@ async def blob_get(request: web.Request, name: str, digest_text: str) -> web.Str
     path = registry.blobs.local_path(digest)
     if path is None:
         return await _stream_blob(request, digest, size, byte_range, headers)
-
-    # aiohttp's FileResponse sends the file with sendfile and applies a single
-    # byte range itself, with the same result as parse_range. A header that
-    # parse_range chose to ignore is removed so the whole blob is sent.
-    response = web.FileResponse(path, headers=headers)
-    if byte_range is None and "Range" in request.headers:
-        clean = request.headers.copy()
-        del clean["Range"]
-        await response.prepare(request.clone(headers=clean))
-    return response
+    if byte_range is None:
+        return FileRangeResponse(path, 0, size, headers=headers)
+    headers["Content-Range"] = byte_range.content_range()
+    return FileRangeResponse(path, byte_range.start, byte_range.length, status=206, headers=headers)
 
 
 async def _stream_blob(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+SOURCE_PUSH = "push"
+SOURCE_CACHE = "cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +19,14 @@ class ManifestRecord:
     subject: str | None = None
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
+    source: str = SOURCE_PUSH
+
+
+@dataclass(frozen=True, slots=True)
+class TagRecord:
+    digest: str
+    source: str
+    checked_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +38,10 @@ class ManifestPut:
     blob_digests: frozenset[str]
     child_manifest_digests: frozenset[str]
     tag: str | None
+    link_blobs: bool = False
+    """Link the referenced blobs to the repository (cached manifests, whose blobs are fetched later)."""
+    checked_at: datetime | None = None
+    """For a cached tag: when the upstream confirmed it."""
 
 
 class MetadataStore(Protocol):
@@ -63,6 +79,11 @@ class MetadataStore(Protocol):
         """Delete the manifest and every tag that points to it."""
 
     async def tag_resolve(self, repository: str, tag: str) -> str | None: ...
+
+    async def tag_get(self, repository: str, tag: str) -> TagRecord | None: ...
+
+    async def tag_mark_checked(self, repository: str, tag: str, checked_at: datetime | None) -> None:
+        """Record when the upstream last confirmed a cached tag; None forces a check on next use."""
 
     async def tag_delete(self, repository: str, tag: str) -> bool: ...
 

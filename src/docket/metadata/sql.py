@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from docket.metadata import migrate
-from docket.metadata.base import ManifestPut, ManifestRecord
+from docket.metadata.base import SOURCE_CACHE, ManifestPut, ManifestRecord, TagRecord
 from docket.metadata.tables import (
     blobs,
     manifest_references,
@@ -177,6 +177,7 @@ class SqlMetadataStore:
                         artifact_type=record.artifact_type,
                         annotations=orjson.dumps(record.annotations).decode() if record.annotations else None,
                         created_at=_now(),
+                        source=record.source,
                     )
                 )
                 children = [(digest, 0) for digest in sorted(put.blob_digests)]
@@ -194,17 +195,35 @@ class SqlMetadataStore:
                             for child, is_manifest in children
                         ],
                     )
+            if put.link_blobs and put.blob_digests:
+                linked = await connection.execute(
+                    select(repository_blobs.c.digest).where(
+                        repository_blobs.c.repository_id == repository_id,
+                        repository_blobs.c.digest.in_(sorted(put.blob_digests)),
+                    )
+                )
+                new_links = put.blob_digests - {row[0] for row in linked}
+                if new_links:
+                    await connection.execute(
+                        insert(repository_blobs),
+                        [
+                            {"repository_id": repository_id, "digest": digest, "created_at": _now()}
+                            for digest in sorted(new_links)
+                        ],
+                    )
             if put.tag is not None:
+                values = {
+                    "digest": record.digest,
+                    "updated_at": _now(),
+                    "source": record.source,
+                    "checked_at": put.checked_at,
+                }
                 updated = await connection.execute(
-                    update(tags)
-                    .where(tags.c.repository_id == repository_id, tags.c.name == put.tag)
-                    .values(digest=record.digest, updated_at=_now())
+                    update(tags).where(tags.c.repository_id == repository_id, tags.c.name == put.tag).values(**values)
                 )
                 if updated.rowcount == 0:
                     await connection.execute(
-                        insert(tags).values(
-                            repository_id=repository_id, name=put.tag, digest=record.digest, updated_at=_now()
-                        )
+                        insert(tags).values(repository_id=repository_id, name=put.tag, **values)
                     )
 
     async def manifest_get(self, repository: str, digest: str) -> ManifestRecord | None:
@@ -217,6 +236,7 @@ class SqlMetadataStore:
                     manifests.c.subject,
                     manifests.c.artifact_type,
                     manifests.c.annotations,
+                    manifests.c.source,
                 )
                 .join(repositories, repositories.c.id == manifests.c.repository_id)
                 .where(repositories.c.name == repository, manifests.c.digest == digest)
@@ -265,6 +285,32 @@ class SqlMetadataStore:
                 .where(repositories.c.name == repository, tags.c.name == tag)
             )
             return result.scalar_one_or_none()
+
+    async def tag_get(self, repository: str, tag: str) -> TagRecord | None:
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(tags.c.digest, tags.c.source, tags.c.checked_at)
+                .join(repositories, repositories.c.id == tags.c.repository_id)
+                .where(repositories.c.name == repository, tags.c.name == tag)
+            )
+            row = result.first()
+        if row is None:
+            return None
+        checked_at = row[2]
+        if checked_at is not None and checked_at.tzinfo is None:
+            checked_at = checked_at.replace(tzinfo=UTC)  # SQLite drops the zone; stored values are UTC
+        return TagRecord(digest=row[0], source=row[1], checked_at=checked_at)
+
+    async def tag_mark_checked(self, repository: str, tag: str, checked_at: datetime | None) -> None:
+        async with self._write_lock, self.engine.begin() as connection:
+            repository_id = await self._repository_id(connection, repository)
+            if repository_id is None:
+                return
+            await connection.execute(
+                update(tags)
+                .where(tags.c.repository_id == repository_id, tags.c.name == tag, tags.c.source == SOURCE_CACHE)
+                .values(checked_at=checked_at)
+            )
 
     async def tag_delete(self, repository: str, tag: str) -> bool:
         async with self._write_lock, self.engine.begin() as connection:
@@ -318,6 +364,7 @@ class SqlMetadataStore:
                 manifests.c.subject,
                 manifests.c.artifact_type,
                 manifests.c.annotations,
+                manifests.c.source,
             )
             .join(repositories, repositories.c.id == manifests.c.repository_id)
             .where(and_(*conditions))
@@ -371,7 +418,7 @@ class SqlMetadataStore:
 
 
 def _manifest_record(row: Any) -> ManifestRecord:
-    digest, media_type, size, subject, artifact_type, annotations = row
+    digest, media_type, size, subject, artifact_type, annotations, source = row
     return ManifestRecord(
         digest=digest,
         media_type=media_type,
@@ -379,6 +426,7 @@ def _manifest_record(row: Any) -> ManifestRecord:
         subject=subject,
         artifact_type=artifact_type,
         annotations=orjson.loads(annotations) if annotations else None,
+        source=source,
     )
 
 

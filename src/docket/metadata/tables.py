@@ -59,6 +59,8 @@ manifests = Table(
     Column("artifact_type", String(255), nullable=True),
     Column("annotations", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # "push" for content pushed to Docket, "cache" for content fetched from an upstream.
+    Column("source", String(16), nullable=False, server_default="push"),
 )
 Index("ix_manifests_subject", manifests.c.repository_id, manifests.c.subject)
 
@@ -79,6 +81,9 @@ tags = Table(
     Column("name", String(128), primary_key=True),
     Column("digest", DIGEST, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(16), nullable=False, server_default="push"),
+    # When a cached tag was last confirmed upstream; NULL for pushed tags.
+    Column("checked_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_tags_digest", tags.c.repository_id, tags.c.digest)
 

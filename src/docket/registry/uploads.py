@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterable
@@ -36,6 +37,15 @@ class Uploads:
     def __init__(self, content: ContentStore, metadata: MetadataStore) -> None:
         self.content = content
         self.metadata = metadata
+        # One request at a time per session, so two chunks for the same offset
+        # cannot both pass the offset check. NOTE: this serializes within one process only.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            lock = self._locks[upload_id] = asyncio.Lock()
+        return lock
 
     async def remove_orphans(self) -> None:
         """Delete upload data whose session row is gone (a crash between the two deletes)."""
@@ -70,6 +80,17 @@ class Uploads:
         length: int | None,
     ) -> int:
         """Append one chunk; `start` is the first byte's offset from Content-Range, if sent."""
+        async with self._lock(upload_id):
+            return await self._append_locked(repository, upload_id, chunks, start, length)
+
+    async def _append_locked(
+        self,
+        repository: str,
+        upload_id: str,
+        chunks: AsyncIterable[bytes],
+        start: int | None,
+        length: int | None,
+    ) -> int:
         size = await self.size(repository, upload_id)
         if start is not None and start != size:
             raise RangeMismatch(upload_id, size, start)
@@ -103,12 +124,14 @@ class Uploads:
             raise _mismatch_error(error) from None
         await self.metadata.blob_link(repository, str(digest), size)
         await self.metadata.upload_delete(upload_id)
+        self._locks.pop(upload_id, None)
         return size
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         await self.size(repository, upload_id)
         await self.metadata.upload_delete(upload_id)
         await self.content.upload_delete(upload_id)
+        self._locks.pop(upload_id, None)
 
     async def put_whole(
         self, repository: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None

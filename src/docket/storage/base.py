@@ -27,6 +27,21 @@ class SizeMismatch(Exception):
         self.actual = actual
 
 
+class PendingWrite(Protocol):
+    """Content being written; nothing is visible under the digest until `commit`."""
+
+    path: Path | None
+    """A file that readers may follow while it grows, or None for stores without local files."""
+    size: int
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def commit(self, expected_size: int | None = None) -> int:
+        """Verify size and digest and publish the content; raise DigestMismatch or SizeMismatch."""
+
+    async def abort(self) -> None: ...
+
+
 class ContentStore(Protocol):
     async def open(self) -> None:
         """Prepare the store and remove temporary files left by an earlier crash."""
@@ -45,6 +60,9 @@ class ContentStore(Protocol):
 
     async def write_bytes(self, digest: Digest, data: bytes) -> None:
         """Store `data`, verifying it against `digest` first."""
+
+    def begin_write(self, digest: Digest) -> PendingWrite:
+        """Start writing content expected to have `digest`."""
 
     async def write_stream(
         self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None

@@ -20,7 +20,6 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
 
 from docket.oci.digest import Digest
 from docket.storage.base import DigestMismatch, SizeMismatch
@@ -105,40 +104,28 @@ class FilesystemStore:
             Path(tmp_name).unlink(missing_ok=True)
             raise
 
+    def begin_write(self, digest: Digest) -> FilesystemPendingWrite:
+        return FilesystemPendingWrite(self, digest)
+
     async def write_stream(
         self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None
     ) -> int:
-        hasher = digest.hasher()
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
-        tmp_path = Path(tmp_name)
-        handle = os.fdopen(fd, "wb")
-        size = 0
+        pending_write = self.begin_write(digest)
         try:
-            pending: list[bytes] = []
-            pending_size = 0
+            batch: list[bytes] = []
+            batch_size = 0
             async for chunk in chunks:
-                hasher.update(chunk)
-                size += len(chunk)
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= _WRITE_BATCH:
-                    await asyncio.to_thread(handle.write, b"".join(pending))
-                    pending, pending_size = [], 0
-            if pending:
-                await asyncio.to_thread(handle.write, b"".join(pending))
-            if expected_size is not None and size != expected_size:
-                raise SizeMismatch(expected_size, size)
-            actual = Digest(digest.algorithm, hasher.hexdigest())
-            if actual != digest:
-                raise DigestMismatch(digest, actual)
-            await asyncio.to_thread(_flush_and_sync, handle)
-            handle.close()
-            await asyncio.to_thread(self._publish, tmp_path, digest)
+                batch.append(chunk)
+                batch_size += len(chunk)
+                if batch_size >= _WRITE_BATCH:
+                    await pending_write.write(b"".join(batch))
+                    batch, batch_size = [], 0
+            if batch:
+                await pending_write.write(b"".join(batch))
+            return await pending_write.commit(expected_size)
         except BaseException:
-            handle.close()
-            tmp_path.unlink(missing_ok=True)
+            await pending_write.abort()
             raise
-        return size
 
     def _publish(self, tmp_path: Path, digest: Digest) -> None:
         """Rename verified, synced content into place and sync the directory entry."""
@@ -236,9 +223,55 @@ class FilesystemStore:
         return [path.name for path in self._uploads.iterdir()]
 
 
-def _flush_and_sync(handle: BinaryIO) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
+class FilesystemPendingWrite:
+    """Content being written to a temporary file, hashed as it arrives.
+
+    `path` may be opened for reading while the write goes on, which is how readers
+    follow a blob that is still being fetched from an upstream.
+    """
+
+    def __init__(self, store: FilesystemStore, digest: Digest) -> None:
+        self.store = store
+        self.digest = digest
+        self._hasher = digest.hasher()
+        fd, name = tempfile.mkstemp(dir=store._tmp)
+        self._fd: int | None = fd
+        self.path = Path(name)
+        self.size = 0
+
+    def _write_sync(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._hasher.update(data)
+
+    async def write(self, data: bytes) -> None:
+        """Append `data`; the bytes are visible to readers of `path` when this returns."""
+        await asyncio.to_thread(self._write_sync, data)
+        self.size += len(data)
+
+    async def commit(self, expected_size: int | None = None) -> int:
+        """Verify size and digest, sync, and make the content visible under its digest."""
+        if expected_size is not None and self.size != expected_size:
+            raise SizeMismatch(expected_size, self.size)
+        actual = Digest(self.digest.algorithm, self._hasher.hexdigest())
+        if actual != self.digest:
+            raise DigestMismatch(self.digest, actual)
+        fd = self._fd
+        assert fd is not None
+        await asyncio.to_thread(os.fsync, fd)
+        os.close(fd)
+        self._fd = None
+        await asyncio.to_thread(self.store._publish, self.path, self.digest)
+        return self.size
+
+    async def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.unlink(missing_ok=True)
 
 
 def _sync_file(path: Path) -> None:

@@ -1,0 +1,2 @@
+"""The pull-through cache: rules that map repository prefixes to upstream registries,
+and the cached manifests and blobs served from them."""

@@ -1,0 +1,155 @@
+"""Pull-through rules: which repository names are cached from which upstream.
+
+A rule maps a repository prefix (`docker.io`, `team`) to an upstream registry URL.
+The longest matching prefix wins, matched on whole path components. Mirror
+requests from container runtimes name the upstream host in the `ns` query
+parameter instead of a prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from docket.errors import ErrorCode, RegistryError
+from docket.oci.reference import validate_repository
+
+TAG_DELETED_FORGET = "forget"
+TAG_DELETED_KEEP = "keep"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    prefix: str
+    url: str
+    upstream_prefix: str = ""
+    namespace: str = ""
+    """Registry host that mirror requests name in `ns`; defaults to the prefix or the URL's host."""
+    credentials: Credentials | None = field(default=None, repr=False)
+    token_hosts: tuple[str, ...] = ()
+    """Hosts besides the upstream's own that may receive the credentials as a token realm."""
+    tag_ttl: float = 300.0
+    referrers_ttl: float = 3600.0
+    max_connections: int = 16
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 2
+    max_retry_after: float = 10.0
+    upstream_tag_deleted: str = TAG_DELETED_FORGET
+    library_prefix: bool = False
+    """Docker Hub: single-component names live under `library/` upstream."""
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).netloc
+
+    @property
+    def mirror_namespace(self) -> str:
+        if self.namespace:
+            return self.namespace
+        first = self.prefix.split("/", 1)[0]
+        return first if "." in first or ":" in first else self.host
+
+    def upstream_repository(self, remainder: str) -> str:
+        if self.library_prefix and remainder and "/" not in remainder:
+            remainder = f"library/{remainder}"
+        return "/".join(part for part in (self.upstream_prefix, remainder) if part)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTarget:
+    """A repository served from a rule's upstream."""
+
+    rule: Rule
+    repository: str
+    """The name clients use and Docket stores the cache under."""
+    upstream_repository: str
+
+
+# The well-known public registries, used when the configuration does not turn them off.
+EMBEDDED_RULES = (
+    Rule(prefix="docker.io", url="https://registry-1.docker.io", library_prefix=True),
+    Rule(prefix="ghcr.io", url="https://ghcr.io"),
+    Rule(prefix="quay.io", url="https://quay.io"),
+    Rule(prefix="registry.k8s.io", url="https://registry.k8s.io"),
+    Rule(prefix="public.ecr.aws", url="https://public.ecr.aws"),
+    Rule(prefix="mcr.microsoft.com", url="https://mcr.microsoft.com"),
+)
+
+
+class RuleError(ValueError):
+    pass
+
+
+class RuleSet:
+    def __init__(self, rules: list[Rule], default_prefix: str | None = None) -> None:
+        seen: dict[str, Rule] = {}
+        for rule in rules:
+            _check_prefix(rule.prefix)
+            if rule.prefix in seen:
+                raise RuleError(f"rules: prefix {rule.prefix!r} is defined twice; each prefix may have one rule")
+            seen[rule.prefix] = rule
+        namespaces: dict[str, Rule] = {}
+        for rule in rules:
+            other = namespaces.get(rule.mirror_namespace)
+            if other is not None:
+                raise RuleError(
+                    f"rules: prefixes {other.prefix!r} and {rule.prefix!r} both answer mirror requests for "
+                    f"{rule.mirror_namespace!r}; set a distinct `namespace` on one of them"
+                )
+            namespaces[rule.mirror_namespace] = rule
+        self.rules = sorted(rules, key=lambda rule: len(rule.prefix), reverse=True)
+        self._by_namespace = namespaces
+        self.default: Rule | None = None
+        if default_prefix:
+            if default_prefix not in seen:
+                raise RuleError(f"default_rule: no rule has the prefix {default_prefix!r}")
+            self.default = seen[default_prefix]
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def resolve(self, name: str, namespace: str | None = None) -> CacheTarget | None:
+        """Return the cache target for a repository name, or None for a hosted repository.
+
+        With `namespace` (a mirror request's `ns` parameter), the name is relative
+        to that upstream host; a host no rule serves is rejected with DENIED.
+        """
+        if namespace is not None:
+            rule = self._by_namespace.get(namespace)
+            if rule is None:
+                raise RegistryError(
+                    ErrorCode.DENIED,
+                    f"Docket has no pull-through rule for registry {namespace[:200]!r}; "
+                    "it only mirrors the registries its rules name",
+                )
+            return CacheTarget(rule, f"{rule.prefix}/{name}", rule.upstream_repository(name))
+        for rule in self.rules:
+            if name == rule.prefix or name.startswith(rule.prefix + "/"):
+                remainder = name[len(rule.prefix) + 1 :]
+                upstream = rule.upstream_repository(remainder)
+                if not upstream:
+                    return None
+                return CacheTarget(rule, name, upstream)
+        if self.default is not None:
+            return CacheTarget(self.default, name, self.default.upstream_repository(name))
+        return None
+
+
+def _check_prefix(prefix: str) -> None:
+    try:
+        validate_repository(prefix)
+    except RegistryError:
+        raise RuleError(
+            f"rules: invalid prefix {prefix!r}; use lowercase repository path components "
+            "such as 'docker.io' or 'team/app'"
+        ) from None

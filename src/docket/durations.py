@@ -1,0 +1,45 @@
+"""Durations in configuration and flags: `0`, `30s`, `5m`, `24h`, `1h30m`, `500ms`."""
+
+from __future__ import annotations
+
+import re
+
+_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Return a duration in seconds, raising ValueError with the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"invalid duration {value!r}: must not be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"invalid duration {value!r}")
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    position = 0
+    total = 0.0
+    for match in _PART_RE.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise ValueError(
+            f"invalid duration {value!r}: use a number with a unit such as 30s, 5m, 24h or 1h30m, or 0"
+        )
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    if seconds == 0:
+        return "0"
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds}s"

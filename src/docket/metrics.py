@@ -1,0 +1,21 @@
+"""Prometheus counters of cache decisions and upstream traffic."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CACHE_DECISIONS = Counter(
+    "docket_cache_decisions_total",
+    "Cache decisions by rule, object kind and decision (hit, miss, revalidated, stale, upstream_error)",
+    ["rule", "kind", "decision"],
+)
+UPSTREAM_REQUESTS = Counter(
+    "docket_upstream_requests_total",
+    "Requests sent to upstream registries by rule, method and status (or timeout, error)",
+    ["upstream", "method", "status"],
+)
+UPSTREAM_BYTES = Counter("docket_upstream_bytes_total", "Bytes received from upstream registries", ["upstream"])
+FILLS_IN_PROGRESS = Gauge("docket_blob_fills_in_progress", "Blob downloads from upstream in progress")
+FILL_WAITERS = Counter(
+    "docket_blob_fill_coalesced_total", "Blob requests served from a download another request started"
+)

@@ -1,0 +1,1 @@
+"""HTTP client for upstream registries: authentication, retries, limits."""
