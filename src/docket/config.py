@@ -15,7 +15,7 @@ from typing import Any
 DEFAULT_LISTEN = "127.0.0.1:5000"
 DEFAULT_DATA_DIR = "docket-data"
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
+_SIZE_RE = re.compile(r"\s*([0-9]{1,19})\s*(B|KiB|MiB|GiB|TiB)?\s*")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -51,9 +51,10 @@ class Config:
 
 def parse_listen(value: str, key: str) -> Listen:
     host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    host = host.strip("[]")
+    if not sep or not host or re.fullmatch(r"[0-9]{1,5}", port_text) is None or int(port_text) > 65535:
         raise ConfigError(f"{key}: invalid address {value!r}; expected HOST:PORT such as 127.0.0.1:5000")
-    return Listen(host.strip("[]"), int(port_text))
+    return Listen(host, int(port_text))
 
 
 def parse_size(value: Any, key: str) -> int:
@@ -61,7 +62,7 @@ def parse_size(value: Any, key: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str):
-        match = _SIZE_RE.match(value)
+        match = _SIZE_RE.fullmatch(value)
         if match is not None:
             return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
     raise ConfigError(f"{key}: invalid size {value!r}; expected bytes as an integer or a string such as '64MiB'")
@@ -130,6 +131,8 @@ def load_config(path: Path | None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid TOML: the file is not UTF-8 text") from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-_LINK_RE = re.compile(r'<([^>]*)>((?:\s*;\s*[a-zA-Z0-9!#$&+.^_`|~-]+\s*=\s*(?:"[^"]*"|[^",;]*))*)')
-_PARAM_RE = re.compile(r';\s*([a-zA-Z0-9!#$&+.^_`|~-]+)\s*=\s*(?:"([^"]*)"|([^",;]*))')
+_TOKEN = r"[a-zA-Z0-9!#$&+.^_`|~*-]+"
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_PARAM = rf"\s*;\s*{_TOKEN}(?:\s*=\s*(?:{_QUOTED}|[^\s\",;]*))?"
+_LINK_RE = re.compile(rf"<([^>]*)>((?:{_PARAM})*)")
+_PARAM_RE = re.compile(rf"\s*;\s*({_TOKEN})(?:\s*=\s*(?:({_QUOTED})|([^\s\",;]*)))?")
 
 
 def next_link(path: str, params: dict[str, str | int]) -> str:
@@ -26,7 +29,8 @@ def parse_links(header: str) -> dict[str, str]:
         for param in _PARAM_RE.finditer(params):
             if param.group(1).lower() != "rel":
                 continue
-            value = param.group(2) if param.group(2) is not None else param.group(3)
+            quoted, bare = param.group(2), param.group(3)
+            value = re.sub(r"\\(.)", r"\1", quoted[1:-1]) if quoted is not None else bare or ""
             for rel in value.split():
                 links.setdefault(rel.lower(), target)
     return links

@@ -5,8 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_RANGE_SPEC_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
-_UPLOAD_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_RANGE_SPEC_RE = re.compile(r"[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*")
+_UPLOAD_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
+# int() refuses strings over 4300 digits; no offset that long can fit any blob,
+# so such a number stands for "beyond the end".
+_MAX_DIGITS = 4000
+_HUGE = 10**_MAX_DIGITS
+
+
+def _to_int(text: str) -> int:
+    return _HUGE if len(text) > _MAX_DIGITS else int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +57,21 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or not spec or "," in spec:
         return None
-    match = _RANGE_SPEC_RE.match(spec)
+    match = _RANGE_SPEC_RE.fullmatch(spec)
     if match is None:
         return None
     first_text, last_text = match.groups()
     if not first_text:
         if not last_text:
             return None
-        suffix = int(last_text)
-        if suffix == 0 or size == 0:
+        suffix = _to_int(last_text)
+        if suffix == 0:
             raise RangeNotSatisfiable(size)
+        if size == 0:
+            return None  # RFC 9110: a non-zero suffix of an empty representation is all of it
         return ByteRange(max(size - suffix, 0), size - 1, size)
-    first = int(first_text)
-    last = int(last_text) if last_text else None
+    first = _to_int(first_text)
+    last = _to_int(last_text) if last_text else None
     if first >= size or (last is not None and last < first):
         raise RangeNotSatisfiable(size)
     end = size - 1 if last is None else min(last, size - 1)
@@ -74,8 +84,10 @@ def parse_upload_range(header: str) -> tuple[int, int] | None:
     The distribution spec's form has no unit; the RFC form `bytes <start>-<end>/<size>`
     is accepted as well. Returns None when the header is malformed.
     """
-    match = _UPLOAD_RANGE_RE.match(header.strip())
+    match = _UPLOAD_RANGE_RE.fullmatch(header.strip())
     if match is None:
+        return None
+    if max(len(match.group(1)), len(match.group(2))) > _MAX_DIGITS:
         return None
     start, end = int(match.group(1)), int(match.group(2))
     if end < start:

@@ -27,7 +27,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse and validate a digest string, raising DIGEST_INVALID on any problem."""
-        match = _DIGEST_RE.match(text)
+        match = _DIGEST_RE.fullmatch(text)
         if match is None:
             raise RegistryError(ErrorCode.DIGEST_INVALID, f"invalid digest {text[:200]!r}")
         algorithm, encoded = match.groups()
@@ -38,7 +38,7 @@ class Digest:
                 f"unsupported digest algorithm {algorithm!r}; supported: "
                 + ", ".join(SUPPORTED_ALGORITHMS),
             )
-        if pattern.match(encoded) is None:
+        if pattern.fullmatch(encoded) is None:
             raise RegistryError(
                 ErrorCode.DIGEST_INVALID,
                 f"invalid {algorithm} digest {text[:200]!r}: expected "

@@ -23,7 +23,7 @@ def validate_repository(name: str) -> str:
             ErrorCode.NAME_INVALID,
             f"repository name is {len(name)} characters long; the maximum is {MAX_NAME_LENGTH}",
         )
-    if _NAME_RE.match(name) is None:
+    if _NAME_RE.fullmatch(name) is None:
         raise RegistryError(
             ErrorCode.NAME_INVALID,
             f"invalid repository name {name[:300]!r}: use lowercase path components "
@@ -33,7 +33,7 @@ def validate_repository(name: str) -> str:
 
 
 def is_valid_tag(tag: str) -> bool:
-    return _TAG_RE.match(tag) is not None
+    return _TAG_RE.fullmatch(tag) is not None
 
 
 def parse_reference(reference: str, *, for_push: bool = False) -> str | Digest:
