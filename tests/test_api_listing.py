@@ -254,7 +254,7 @@ def test_catalog_hides_emptied_repository(client: httpx.Client, repo: str) -> No
     for blob in manifest.blobs:
         assert client.delete(f"/v2/{repo}/emptied/blobs/{blob.digest}").status_code == 202
 
-    # The session server holds other tests' repositories, so list only the names after `repo`.
+    # The session server contains other tests' repositories, so list only the names after `repo`.
     response = client.get("/v2/_catalog", params={"n": 2, "last": repo})
 
     assert response.status_code == 200

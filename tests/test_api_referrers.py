@@ -56,7 +56,7 @@ def next_link(response: httpx.Response) -> str | None:
 
 
 def config_typed(subject: Manifest, config_type: str, annotations: dict[str, str]) -> Manifest:
-    """An artifact without `artifactType` whose type is its config media type, like the conformance AConfig."""
+    """An artifact without `artifactType` whose type is its config media type, as in the OCI conformance suite."""
     config = Blob(b"NHL Peanut Butter on my NHL bagel " + os.urandom(8).hex().encode(), config_type)
     empty = Blob(b"{}", OCI_EMPTY)
     document = {
@@ -322,16 +322,16 @@ def test_put_without_subject_header(client: httpx.Client, repo: str) -> None:
 
 def test_referrer_deleted(client: httpx.Client, repo: str, subject: Manifest) -> None:
     doomed = artifact(subject, TYPE_A)
-    kept = artifact(subject, TYPE_A)
+    survivor = artifact(subject, TYPE_A)
     push_manifest(client, repo, doomed)
-    push_manifest(client, repo, kept)
+    push_manifest(client, repo, survivor)
     assert len(referrers(client, repo, subject.digest).json()["manifests"]) == 2
 
     response = client.delete(f"/v2/{repo}/manifests/{doomed.digest}")
 
     assert response.status_code == 202
-    assert list(by_digest(referrers(client, repo, subject.digest))) == [kept.digest]
-    assert list(by_digest(referrers(client, repo, subject.digest, artifactType=TYPE_A))) == [kept.digest]
+    assert list(by_digest(referrers(client, repo, subject.digest))) == [survivor.digest]
+    assert list(by_digest(referrers(client, repo, subject.digest, artifactType=TYPE_A))) == [survivor.digest]
 
 
 def test_referrer_tag_deleted(client: httpx.Client, repo: str, subject: Manifest) -> None:
@@ -405,7 +405,7 @@ def test_referrers_of_sha512_subject(client: httpx.Client, repo: str) -> None:
 
 
 def collect(client: httpx.Client, url: str) -> tuple[list[str], list[httpx.Response]]:
-    """Follow `rel="next"` links from `url`; return all listed digests and every page response."""
+    """Follow `rel="next"` links from `url` and return all listed digests and every page response."""
     digests: list[str] = []
     pages: list[httpx.Response] = []
     next_url: str | None = url
@@ -426,7 +426,7 @@ def test_referrers_paginated(small_pages: httpx.Client) -> None:
     pushed = [artifact(base, TYPE_A if i % 3 else TYPE_B, annotations={ANNOTATION: str(i)}) for i in range(8)]
     for manifest in pushed:
         push_manifest(small_pages, repository, manifest)
-    wanted_a = {manifest.digest for i, manifest in enumerate(pushed) if i % 3}
+    expected_a = {manifest.digest for i, manifest in enumerate(pushed) if i % 3}
 
     digests, pages = collect(small_pages, f"/v2/{repository}/referrers/{base.digest}")
     filtered, filtered_pages = collect(
@@ -440,7 +440,7 @@ def test_referrers_paginated(small_pages: httpx.Client) -> None:
     first_link = httpx.URL(next_link(pages[0]) or "")
     assert first_link.path == f"/v2/{repository}/referrers/{base.digest}"
     assert [len(page.json()["manifests"]) for page in filtered_pages] == [3, 2]
-    assert sorted(filtered) == sorted(wanted_a)
+    assert sorted(filtered) == sorted(expected_a)
     assert len(set(filtered)) == len(filtered)
     assert all(page.headers.get("OCI-Filters-Applied") == "artifactType" for page in filtered_pages)
     assert httpx.URL(next_link(filtered_pages[0]) or "").params["artifactType"] == TYPE_A

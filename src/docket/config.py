@@ -12,6 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from docket.cache.rule_config import RuleConfigError, embedded_rules, rule_from_table
+from docket.cache.rules import Credentials, Rule, RuleError, RuleSet
+from docket.durations import parse_duration
+
 DEFAULT_LISTEN = "127.0.0.1:5000"
 DEFAULT_DATA_DIR = "docket-data"
 
@@ -42,11 +46,54 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSettings:
+    tag_ttl: float = 300.0
+    referrers_ttl: float = 3600.0
+    embedded_rules: bool = True
+    default_rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: Listen = field(default_factory=lambda: parse_listen(DEFAULT_LISTEN, "listen"))
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     log_level: str = "info"
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    rule_tables: tuple[dict[str, Any], ...] = ()
+    """The `[[rules]]` tables as written; turned into rules by `build_rules`."""
+    config_dir: Path = field(default=Path("."), compare=False)
+    cli_rules: tuple[tuple[str, str], ...] = ()
+    """`--upstream PREFIX=URL` flags."""
+    cli_credentials: tuple[tuple[str, str, str], ...] = ()
+    """`--upstream-credentials PREFIX=USER:PASSWORD` flags."""
+
+
+def build_rules(config: Config) -> RuleSet:
+    """Combine configured, command-line and embedded rules; raise ConfigError if they conflict."""
+    defaults = Rule(prefix="", url="", tag_ttl=config.cache.tag_ttl, referrers_ttl=config.cache.referrers_ttl)
+    rules: dict[str, Rule] = {}
+    try:
+        if config.cache.embedded_rules:
+            rules.update((rule.prefix, rule) for rule in embedded_rules(defaults))
+        configured: set[str] = set()
+        for index, table in enumerate(config.rule_tables):
+            rule = rule_from_table(table, f"rules[{index}]", defaults, config.config_dir)
+            if rule.prefix in configured:
+                raise RuleConfigError(f"rules[{index}].prefix: {rule.prefix!r} is already used by another rule")
+            configured.add(rule.prefix)
+            rules[rule.prefix] = rule
+        for prefix, url in config.cli_rules:
+            rule = rule_from_table({"prefix": prefix, "url": url}, f"--upstream {prefix}", defaults, config.config_dir)
+            rules[rule.prefix] = rule
+        for prefix, username, password in config.cli_credentials:
+            key = prefix.strip("/")
+            if key not in rules:
+                raise RuleConfigError(f"--upstream-credentials: no rule has the prefix {prefix!r}")
+            rules[key] = replace(rules[key], credentials=Credentials(username, password))
+        return RuleSet(list(rules.values()), config.cache.default_rule)
+    except (RuleConfigError, RuleError) as error:
+        raise ConfigError(str(error)) from None
 
 
 def parse_listen(value: str, key: str) -> Listen:
@@ -104,10 +151,31 @@ def _registry_settings(table: Any) -> RegistrySettings:
     return settings
 
 
+def _cache_settings(table: Any) -> CacheSettings:
+    _expect(table, dict, "cache", "a table")
+    _check_keys(table, {"tag_ttl", "referrers_ttl", "embedded_rules", "default_rule"}, "cache.")
+    settings = CacheSettings()
+    for name in ("tag_ttl", "referrers_ttl"):
+        if name in table:
+            try:
+                settings = replace(settings, **{name: parse_duration(table[name])})
+            except ValueError as error:
+                raise ConfigError(f"cache.{name}: {error}") from None
+    if "embedded_rules" in table:
+        settings = replace(
+            settings, embedded_rules=_expect(table["embedded_rules"], bool, "cache.embedded_rules", "true or false")
+        )
+    if "default_rule" in table:
+        settings = replace(
+            settings, default_rule=_expect(table["default_rule"], str, "cache.default_rule", "a rule prefix")
+        )
+    return settings
+
+
 def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
     """Build a Config from a parsed TOML document; relative paths resolve against `base_dir`."""
-    _check_keys(document, {"listen", "data_dir", "log_level", "registry"}, "")
-    config = Config()
+    _check_keys(document, {"listen", "data_dir", "log_level", "registry", "cache", "rules"}, "")
+    config = Config(config_dir=base_dir)
     if "listen" in document:
         config = replace(config, listen=parse_listen(_expect(document["listen"], str, "listen", "a string HOST:PORT"), "listen"))
     if "data_dir" in document:
@@ -120,6 +188,12 @@ def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
         config = replace(config, log_level=level.lower())
     if "registry" in document:
         config = replace(config, registry=_registry_settings(document["registry"]))
+    if "cache" in document:
+        config = replace(config, cache=_cache_settings(document["cache"]))
+    if "rules" in document:
+        tables = _expect(document["rules"], list, "rules", "an array of tables ([[rules]])")
+        config = replace(config, rule_tables=tuple(tables))
+    build_rules(config)  # validates every rule now, so errors name the file
     return config
 
 

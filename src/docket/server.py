@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 import uvloop
 from aiohttp import web
 
 from docket.api.app import create_app
-from docket.config import Config
+from docket.cache.service import PullThroughCache
+from docket.config import Config, build_rules
 from docket.metadata.sql import SqlMetadataStore
 from docket.registry import Limits, Registry
 from docket.storage.filesystem import FilesystemStore
@@ -34,18 +36,46 @@ def build_registry(config: Config) -> Registry:
     )
 
 
-def serve(config: Config) -> None:
+def build_app(config: Config) -> web.Application:
     registry = build_registry(config)
-    app = create_app(registry)
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    log.info("Docket listening on http://%s with data in %s", config.listen, config.data_dir.resolve())
-    web.run_app(
+    rules = build_rules(config)
+    cache = PullThroughCache(rules, registry) if rules else None
+    for rule in rules.rules:
+        log.info(
+            "pull-through rule %s -> %s%s (tag TTL %.0fs)",
+            rule.prefix,
+            rule.url,
+            f"/{rule.upstream_prefix}" if rule.upstream_prefix else "",
+            rule.tag_ttl,
+        )
+    return create_app(registry, cache)
+
+
+async def _serve(config: Config) -> None:
+    app = build_app(config)
+    runner = web.AppRunner(
         app,
-        host=config.listen.host,
-        port=config.listen.port,
-        loop=loop,
-        print=None,
         access_log=logging.getLogger("docket.access"),
         access_log_format='%a "%r" %s %b %Tfs',
+        handle_signals=False,
     )
+    await runner.setup()
+    site = web.TCPSite(runner, host=config.listen.host, port=config.listen.port)
+    try:
+        await site.start()
+        for address in runner.addresses:
+            host, port = address[0], address[1]
+            log.info("Docket listening on http://%s:%d with data in %s", host, port, config.data_dir.resolve())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("Docket shutting down")
+    finally:
+        await runner.cleanup()
+
+
+def serve(config: Config) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(config))

@@ -1,9 +1,9 @@
 """A programmable fake upstream OCI registry for testing Docket's pull-through cache.
 
 `FakeUpstream` serves blobs, manifests, tag lists and referrers from memory on
-127.0.0.1, records every request, and injects faults that real registries cannot
-be told to produce: error statuses, delays, wrong or truncated bodies, slow or
-stalled bodies and dropped connections. It can require basic credentials or
+127.0.0.1 and records every request. It also injects faults that a real registry
+cannot be configured to produce: error statuses, delays, wrong or truncated
+bodies, slow or stalled bodies and dropped connections. It can require basic credentials or
 bearer tokens, and the tokens come from a second listener on its own port.
 
 Both listeners run in one background thread with its own event loop, so
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
@@ -34,12 +35,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDictProxy, MultiDictProxy
+from multidict import CIMultiDictProxy, MultiMapping
 
 if TYPE_CHECKING:
     from tests.support.oci import Manifest
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 SERVICE = "fake"
@@ -56,7 +57,7 @@ _ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 429: "TOOMANYREQUESTS"}
 _LOGIN_PAGE = b"<!doctype html><html><head><title>Sign in</title></head><body><form>Sign in</form></body></html>"
 
 
-# Faults. Each describes how one matched request is answered instead of normally.
+# Faults. Each one changes how the server responds to one matched request.
 
 
 class Fault:
@@ -75,7 +76,7 @@ class Status(Fault):
 
 @dataclass(frozen=True)
 class Delay(Fault):
-    """Wait `seconds` before sending the headers, then answer with `then` or normally."""
+    """Wait `seconds` before sending the headers, then apply the `then` fault or respond normally."""
 
     seconds: float
     then: Fault | None = None
@@ -102,6 +103,10 @@ class ShortBody(Fault):
 
     sent_bytes: int
 
+    def __post_init__(self) -> None:
+        if self.sent_bytes < 0:
+            raise ValueError(f"sent_bytes must not be negative, got {self.sent_bytes}")
+
 
 @dataclass(frozen=True)
 class SlowBody(Fault):
@@ -109,6 +114,10 @@ class SlowBody(Fault):
 
     interval: float
     chunk_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1 byte, got {self.chunk_size}")
 
 
 @dataclass(frozen=True)
@@ -125,12 +134,12 @@ class CloseConnection(Fault):
 
 @dataclass(frozen=True)
 class OmitDigestHeader(Fault):
-    """Answer normally but without the Docker-Content-Digest header (match it to HEAD requests)."""
+    """Respond normally but without the Docker-Content-Digest header (match it to HEAD requests)."""
 
 
 @dataclass
 class FaultRule:
-    """A fault with the requests it applies to; `remaining` is None for a rule that never runs out."""
+    """A fault with the requests it applies to. `remaining` is None for a rule that never runs out."""
 
     fault: Fault
     method: str | None
@@ -204,15 +213,15 @@ class FaultPlan:
 
 @dataclass
 class RecordedRequest:
-    """One request as it arrived; `time` is `time.monotonic()` on arrival.
+    """One request as it arrived, with `time` taken from `time.monotonic()` on arrival.
 
     `status` is the status that was sent, or None while no headers have been sent
-    (a request that is still being answered, hung, or whose connection was closed).
+    (a request still in progress, a hung one, or one whose connection was closed).
     """
 
     method: str
     path: str
-    query: MultiDictProxy[str]
+    query: MultiMapping[str]
     headers: CIMultiDictProxy[str]
     time: float
     status: int | None = None
@@ -342,7 +351,7 @@ def _json(document: Any, headers: Mapping[str, str] | None = None) -> _Reply:
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None | Literal["unsatisfiable"]:
-    """Parse a single `bytes=` range into inclusive offsets; None means serve the whole body."""
+    """Parse a single `bytes=` range into inclusive offsets, or None to serve the whole body."""
     match = _RANGE.match(header.strip())
     if match is None:
         return None
@@ -374,7 +383,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
 class FakeUpstream:
     """A fake OCI registry on 127.0.0.1 with a separate token listener, both in a background thread.
 
-    Use it as a context manager, or call `start()` and `stop()`; `stop()` is safe to
+    Use it as a context manager, or call `start()` and `stop()`. `stop()` is safe to
     call twice and also ends hung and slow responses. Content, faults, the
     authentication mode and the referrers mode can be changed while it runs.
     """
@@ -440,7 +449,7 @@ class FakeUpstream:
             for sock in sockets:
                 sock.close()
             raise
-        log.debug("fake upstream started on %s, tokens on %s", self.url, self.token_url)
+        logger.debug("fake upstream started on %s, tokens on %s", self.url, self.token_url)
         return self
 
     def stop(self) -> None:
@@ -449,15 +458,14 @@ class FakeUpstream:
         if thread is None:
             return
         if loop is not None and stopping is not None and not loop.is_closed():
-            try:
+            # The loop may close between the check and the call, which raises RuntimeError.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(stopping.set)
-            except RuntimeError:  # the loop closed between the check and the call
-                pass
         thread.join(timeout=SHUTDOWN_TIMEOUT + 10)
         if thread.is_alive():
             raise RuntimeError(f"fake upstream thread {thread.name} did not stop")
         self._thread = self._loop = self._stopping = None
-        log.debug("fake upstream on %s stopped", self.url)
+        logger.debug("fake upstream on %s stopped", self.url)
 
     def __enter__(self) -> FakeUpstream:
         return self.start()
@@ -518,7 +526,7 @@ class FakeUpstream:
         return digest
 
     def add_image(self, repository: str, manifest: Manifest, tags: Iterable[str] = ()) -> str:
-        """Store a `tests.support.oci.Manifest` with its blobs and child manifests; return its digest."""
+        """Store a `tests.support.oci.Manifest` with its blobs and child manifests, and return its digest."""
         for child in manifest.children:
             self.add_image(repository, child)
         for blob in manifest.blobs:
@@ -526,7 +534,7 @@ class FakeUpstream:
         return self.add_manifest(repository, manifest.data, manifest.media_type, tags)
 
     def tag(self, repository: str, tag: str, digest: str) -> None:
-        """Point `tag` at a manifest already stored in `repository`; raise KeyError if it is not."""
+        """Point `tag` at a manifest already stored in `repository`, or raise KeyError if it is not there."""
         with self._lock:
             stored = self._repositories.get(repository)
             if stored is None or digest not in stored.manifests:
@@ -569,8 +577,8 @@ class FakeUpstream:
     ) -> FaultRule:
         """Inject `fault` into the next `times` matching registry requests (None: all of them).
 
-        Rules are tried in the order they were added. A request answered 401 by the
-        authentication check uses up no rule. See `FaultPlan.add` for matching.
+        Rules are tried in the order they were added. A request that the authentication
+        check rejects with 401 uses up no rule. See `FaultPlan.add` for matching.
         """
         return self.faults.add(fault, method=method, path=path, times=times)
 
@@ -610,8 +618,12 @@ class FakeUpstream:
         if route is None:
             return _error(404, "UNSUPPORTED", f"no route for {request.path}")
         if request.method not in allowed:
-            return _error(405, "UNSUPPORTED", f"the fake upstream is read-only and rejects {request.method}",
-                          {"Allow": ", ".join(allowed)})
+            return _error(
+                405,
+                "UNSUPPORTED",
+                f"the fake upstream is read-only and rejects {request.method}",
+                {"Allow": ", ".join(allowed)},
+            )
         if route == "ping":
             return _json({})
         name = arguments["name"]
@@ -630,8 +642,9 @@ class FakeUpstream:
         if isinstance(auth, RequireBasicAuth):
             if _basic_matches(header, auth.username, auth.password):
                 return None
-            return _error(401, "UNAUTHORIZED", "authentication required",
-                          {"WWW-Authenticate": f'Basic realm="{SERVICE}"'})
+            return _error(
+                401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": f'Basic realm="{SERVICE}"'}
+            )
         if isinstance(auth, RequireBearerToken):
             token = header[7:].strip() if header[:7].lower() == "bearer " else None
             with self._lock:
@@ -651,8 +664,12 @@ class FakeUpstream:
     def _manifest(self, name: str, reference: str) -> _Reply:
         with self._lock:
             stored = self._repositories.get(name)
-            digest = reference if ":" in reference else (stored.tags.get(reference) if stored else None)
-            manifest = stored.manifests.get(digest) if stored is not None and digest is not None else None
+            manifest = None
+            digest: str | None = reference
+            if stored is not None and ":" not in reference:
+                digest = stored.tags.get(reference)
+            if stored is not None and digest is not None:
+                manifest = stored.manifests.get(digest)
         if manifest is None or digest is None:
             return _error(404, "MANIFEST_UNKNOWN", f"manifest {reference} is not in repository {name}")
         headers = {"Content-Type": manifest.media_type, "Docker-Content-Digest": digest}
@@ -664,8 +681,11 @@ class FakeUpstream:
             data = stored.blobs.get(digest) if stored is not None else None
         if data is None:
             return _error(404, "BLOB_UNKNOWN", f"blob {digest} is not in repository {name}")
-        headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest,
-                   "Accept-Ranges": "bytes"}
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Docker-Content-Digest": digest,
+            "Accept-Ranges": "bytes",
+        }
         requested = request.headers.get("Range")
         span = _parse_range(requested, len(data)) if requested else None
         if span == "unsatisfiable":
@@ -704,7 +724,7 @@ class FakeUpstream:
             return _Reply(303, {"Location": f"{self.url}/login", "Content-Type": "text/html"}, _LOGIN_PAGE)
         if not _DIGEST.match(subject):
             return _error(400, "DIGEST_INVALID", f"invalid digest {subject}")
-        wanted_type = request.query.get("artifactType")
+        artifact_type_filter = request.query.get("artifactType")
         with self._lock:
             stored = self._repositories.get(name)
             manifests = list(stored.manifests.items()) if stored is not None else []
@@ -714,17 +734,20 @@ class FakeUpstream:
             if document is None or (document.get("subject") or {}).get("digest") != subject:
                 continue
             artifact_type = document.get("artifactType") or (document.get("config") or {}).get("mediaType")
-            if wanted_type and artifact_type != wanted_type:
+            if artifact_type_filter and artifact_type != artifact_type_filter:
                 continue
-            descriptor: dict[str, Any] = {"mediaType": manifest.media_type, "digest": digest,
-                                          "size": len(manifest.data)}
+            descriptor: dict[str, Any] = {
+                "mediaType": manifest.media_type,
+                "digest": digest,
+                "size": len(manifest.data),
+            }
             if artifact_type:
                 descriptor["artifactType"] = artifact_type
             if document.get("annotations"):
                 descriptor["annotations"] = document["annotations"]
             descriptors.append(descriptor)
         headers = {"Content-Type": OCI_INDEX}
-        if wanted_type:
+        if artifact_type_filter:
             headers["OCI-Filters-Applied"] = "artifactType"
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
         return _Reply(200, headers, json.dumps(index).encode())
@@ -744,8 +767,12 @@ class FakeUpstream:
             and auth.username is not None
             and not _basic_matches(request.headers.get("Authorization", ""), auth.username, auth.password or "")
         ):
-            reply = _error(401, "UNAUTHORIZED", "invalid or missing credentials for the token service",
-                           {"WWW-Authenticate": f'Basic realm="{SERVICE} token service"'})
+            reply = _error(
+                401,
+                "UNAUTHORIZED",
+                "invalid or missing credentials for the token service",
+                {"WWW-Authenticate": f'Basic realm="{SERVICE} token service"'},
+            )
             return await self._send(request, record, reply, None)
         fault = self.token_faults.take(request.method, request.path)
         return await self._send(request, record, self._issue_token(request), fault)
@@ -792,8 +819,10 @@ class FakeUpstream:
             reply = _fault_reply(fault)
         elif isinstance(fault, OmitDigestHeader):
             reply.headers.pop("Docker-Content-Digest", None)
+        elif isinstance(fault, WrongBytes) and fault.data is not None:
+            reply.body = fault.data
         elif isinstance(fault, WrongBytes):
-            reply.body = fault.data if fault.data is not None else (bytes(reply.body).translate(_INVERTED) or b"\0")
+            reply.body = bytes(reply.body).translate(_INVERTED) or b"\0"
 
         response = web.StreamResponse(status=reply.status, headers=reply.headers)
         response.content_length = len(reply.body)
@@ -803,8 +832,9 @@ class FakeUpstream:
             if request.method == "HEAD":
                 return response
             return await self._write_body(request, response, memoryview(reply.body), fault)
-        except ConnectionError:
-            # The client went away; aiohttp finishes the response quietly.
+        except ConnectionError as error:
+            # The client closed the connection, and aiohttp ends the response without logging.
+            logger.debug("fake upstream: client left during %s %s: %s", request.method, request.path, error)
             return response
 
     async def _write_body(
@@ -834,14 +864,14 @@ class FakeUpstream:
 
     @staticmethod
     def _drop(request: web.Request, response: web.StreamResponse | None = None) -> web.StreamResponse:
-        """Close the connection after flushing what was written; aiohttp then sends nothing more."""
+        """Close the connection after flushing what was written, so aiohttp sends nothing more."""
         transport = request.transport
         if transport is not None:
             transport.close()
         return response if response is not None else web.StreamResponse()
 
     async def _pause(self, seconds: float) -> bool:
-        """Sleep for `seconds`; return False early when the server is stopping."""
+        """Sleep for `seconds` and return True, or return False early when the server is stopping."""
         assert self._stopping is not None
         try:
             await asyncio.wait_for(self._stopping.wait(), seconds)
@@ -859,7 +889,9 @@ def _basic_matches(header: str, username: str, password: str) -> bool:
         credentials = aiohttp.BasicAuth.decode(header)
     except ValueError:
         return False
-    return credentials.login == username and credentials.password == password
+    login: str = credentials.login
+    secret: str = credentials.password
+    return login == username and secret == password
 
 
 def _fault_reply(fault: Status) -> _Reply:

@@ -6,10 +6,11 @@ import logging
 
 from aiohttp import web
 
-from docket.api.context import REGISTRY
+from docket.api.context import CACHE, NAMESPACE_KEY, REGISTRY
 from docket.api.responses import API_VERSION_HEADER, error_response
 from docket.api.routes import dispatch
 from docket.errors import RegistryError
+from docket.cache.service import PullThroughCache
 from docket.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -33,20 +34,27 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
         return web.json_response(body, status=500)
 
 
-async def _add_api_version(request: web.Request, response: web.StreamResponse) -> None:
+async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault(*API_VERSION_HEADER)
+    namespace = request.get(NAMESPACE_KEY)
+    if namespace is not None:
+        response.headers["OCI-Namespace"] = namespace
 
 
-def create_app(registry: Registry) -> web.Application:
+def create_app(registry: Registry, cache: PullThroughCache | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 65536})
     app[REGISTRY] = registry
+    if cache is not None:
+        app[CACHE] = cache
     app.router.add_route("*", "/{tail:.*}", dispatch)
-    app.on_response_prepare.append(_add_api_version)
+    app.on_response_prepare.append(_add_headers)
 
     async def open_registry(_app: web.Application) -> None:
         await registry.open()
 
     async def close_registry(_app: web.Application) -> None:
+        if cache is not None:
+            await cache.close()
         await registry.close()
 
     app.on_startup.append(open_registry)

@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from aiohttp import web
 
-from docket.api.context import registry_of
+from docket.api.context import cache_of, registry_of, target_of
+from docket.cache.blobs import LocalBlob
+from docket.cache.fills import BlobFill, FillFailed
+from docket.cache.rules import CacheTarget
 from docket.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from docket.api.responses import empty_response
 from docket.api.sendfile import FileRangeResponse
 from docket.errors import ErrorCode, RegistryError
 from docket.oci.digest import Digest
 
+log = logging.getLogger(__name__)
 
-async def blob_get(request: web.Request, name: str, digest_text: str) -> web.StreamResponse:
-    registry = registry_of(request)
-    digest = Digest.parse(digest_text)
-    size = await registry.blobs.size(name, digest)
-    headers = {
+
+def _blob_headers(digest: Digest) -> dict[str, str]:
+    return {
         "Docker-Content-Digest": str(digest),
         "Accept-Ranges": "bytes",
         "Content-Type": "application/octet-stream",
         "ETag": f'"{digest}"',
         "Cache-Control": "max-age=31536000, immutable",
     }
-    if request.method == "HEAD":
-        response = web.Response(status=200, headers=headers)
-        response.headers["Content-Length"] = str(size)
-        return response
 
+
+def _requested_range(request: web.Request, digest: Digest, size: int) -> ByteRange | None:
     try:
-        byte_range = parse_range(request.headers.get("Range"), size)
+        return parse_range(request.headers.get("Range"), size)
     except RangeNotSatisfiable as error:
         raise RegistryError(
             ErrorCode.RANGE_INVALID,
@@ -37,13 +40,78 @@ async def blob_get(request: web.Request, name: str, digest_text: str) -> web.Str
             headers={"Content-Range": error.content_range()},
         ) from None
 
-    path = registry.blobs.local_path(digest)
-    if path is None:
-        return await _stream_blob(request, digest, size, byte_range, headers)
+
+def _file_response(path: Path, size: int, byte_range: ByteRange | None, headers: dict[str, str]) -> web.StreamResponse:
     if byte_range is None:
         return FileRangeResponse(path, 0, size, headers=headers)
     headers["Content-Range"] = byte_range.content_range()
     return FileRangeResponse(path, byte_range.start, byte_range.length, status=206, headers=headers)
+
+
+async def blob_get(request: web.Request, name: str, digest_text: str) -> web.StreamResponse:
+    digest = Digest.parse(digest_text)
+    target = target_of(request)
+    if target is not None:
+        return await _cached_blob_get(request, target, digest)
+    registry = registry_of(request)
+    size = await registry.blobs.size(name, digest)
+    headers = _blob_headers(digest)
+    if request.method == "HEAD":
+        response = web.Response(status=200, headers=headers)
+        response.headers["Content-Length"] = str(size)
+        return response
+
+    byte_range = _requested_range(request, digest, size)
+    path = registry.blobs.local_path(digest)
+    if path is None:
+        return await _stream_blob(request, digest, size, byte_range, headers)
+    return _file_response(path, size, byte_range, headers)
+
+
+async def _cached_blob_get(request: web.Request, target: CacheTarget, digest: Digest) -> web.StreamResponse:
+    cache = cache_of(request)
+    headers = _blob_headers(digest)
+    if request.method == "HEAD":
+        size = await cache.blobs.size(target, digest)
+        response = web.Response(status=200, headers=headers)
+        response.headers["Content-Length"] = str(size)
+        return response
+    source = await cache.blobs.open(target, digest)
+    if isinstance(source, LocalBlob):
+        byte_range = _requested_range(request, digest, source.size)
+        return _file_response(source.path, source.size, byte_range, headers)
+    return await _serve_fill(request, source, digest, headers)
+
+
+async def _serve_fill(request: web.Request, fill: BlobFill, digest: Digest, headers: dict[str, str]) -> web.StreamResponse:
+    """Stream a blob from a fill in progress; cut the connection if the fill fails."""
+    if fill.size is None:
+        # The upstream sent no Content-Length: wait for the whole verified blob.
+        await fill.finished.wait()
+        path = fill.content.local_path(digest)
+        size = await fill.content.size(digest)
+        if not fill.verified or path is None or size is None:
+            raise RegistryError(ErrorCode.UNAVAILABLE, f"fetching blob {digest} failed: {fill.error}", status=502)
+        return _file_response(path, size, _requested_range(request, digest, size), headers)
+    size = fill.size
+    byte_range = _requested_range(request, digest, size)
+    start, end, status = 0, size - 1, 200
+    if byte_range is not None:
+        start, end, status = byte_range.start, byte_range.end, 206
+        headers["Content-Range"] = byte_range.content_range()
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = end - start + 1
+    await response.prepare(request)
+    try:
+        async for chunk in fill.read(start, end):
+            await response.write(chunk)
+    except FillFailed as error:
+        log.warning("aborted response for blob %s after the fill failed: %s", digest, error)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError(f"fill of {digest} failed") from None
+    await response.write_eof()
+    return response
 
 
 async def _stream_blob(
@@ -68,5 +136,7 @@ async def _stream_blob(
 
 async def blob_delete(request: web.Request, name: str, digest_text: str) -> web.StreamResponse:
     digest = Digest.parse(digest_text)
+    if target_of(request) is not None:
+        raise RegistryError(ErrorCode.DENIED, f"{name} is a pull-through cache; its blobs cannot be deleted")
     await registry_of(request).blobs.delete(name, digest)
     return empty_response(202, {"Docker-Content-Digest": str(digest)})

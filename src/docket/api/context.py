@@ -1,13 +1,30 @@
-"""Typed keys for objects the aiohttp application carries."""
+"""Typed keys for objects the aiohttp application and its requests carry."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from docket.cache.rules import CacheTarget
+from docket.cache.service import PullThroughCache
 from docket.registry import Registry
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+CACHE: web.AppKey[PullThroughCache] = web.AppKey("cache", PullThroughCache)
+
+# Request keys set by the router.
+TARGET_KEY = "docket.target"
+NAMESPACE_KEY = "docket.namespace"
 
 
 def registry_of(request: web.Request) -> Registry:
     return request.app[REGISTRY]
+
+
+def cache_of(request: web.Request) -> PullThroughCache:
+    return request.app[CACHE]
+
+
+def target_of(request: web.Request) -> CacheTarget | None:
+    """Return the cache target of the request's repository, or None for a hosted repository."""
+    target: CacheTarget | None = request.get(TARGET_KEY)
+    return target

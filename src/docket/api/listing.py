@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from docket.api import params
-from docket.api.context import registry_of
+from docket.api.context import cache_of, registry_of, target_of
+from docket.cache.tags import upstream_tags
 from docket.api.links import next_link
 from docket.api.responses import json_response
 
@@ -14,6 +15,16 @@ async def tags_list(request: web.Request, name: str) -> web.StreamResponse:
     registry = registry_of(request)
     limit = params.page_size(request, registry.limits.max_page_size)
     last = request.query.get("last") or None
+    target = target_of(request)
+    if target is not None and limit:
+        cache = cache_of(request)
+        page = await upstream_tags(cache.clients[target.rule.prefix], target, limit, last)
+        if page is not None:
+            tags, next_last = page
+            headers = {}
+            if next_last is not None:
+                headers["Link"] = next_link(f"/v2/{name}/tags/list", {"n": limit, "last": next_last})
+            return json_response({"name": name, "tags": tags}, headers=headers)
     # One extra row tells whether a next page exists.
     names = await registry.manifests.tags(name, limit + 1 if limit else 0, last)
     headers = {}

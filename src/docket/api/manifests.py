@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from docket.api.context import registry_of
+from docket.api.context import cache_of, registry_of, target_of
 from docket.api.negotiation import is_acceptable
 from docket.api.responses import empty_response
 from docket.errors import ErrorCode, RegistryError
+from docket.metadata.base import SOURCE_PUSH
+from docket.oci.digest import Digest
+from docket.oci.manifest import parse_manifest
 from docket.oci.reference import parse_reference
 
 
 async def manifest_get(request: web.Request, name: str, reference_text: str) -> web.StreamResponse:
     reference = parse_reference(reference_text)
-    stored = await registry_of(request).manifests.get(name, reference)
+    target = target_of(request)
+    if target is not None:
+        stored = await cache_of(request).manifests.get(target, reference)
+    else:
+        stored = await registry_of(request).manifests.get(name, reference)
     record = stored.record
     if not is_acceptable(request.headers.getall("Accept", []), record.media_type):
         raise RegistryError(
@@ -54,14 +61,47 @@ async def manifest_put(request: web.Request, name: str, reference_text: str) -> 
     registry = registry_of(request)
     reference = parse_reference(reference_text, for_push=True)
     data = await _read_body(request, registry.limits.max_manifest_size)
-    digest, parsed = await registry.manifests.put(name, reference, request.headers.get("Content-Type"), data)
+    content_type = request.headers.get("Content-Type")
+    if target_of(request) is not None:
+        _check_push_to_cache(name, reference, data, content_type)
+    digest, parsed = await registry.manifests.put(name, reference, content_type, data)
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": str(digest)}
     if parsed.subject is not None:
         headers["OCI-Subject"] = str(parsed.subject.digest)
     return empty_response(201, headers)
 
 
+def _check_push_to_cache(name: str, reference: str | Digest, data: bytes, content_type: str | None) -> None:
+    """Allow only referrers (manifests with a subject, pushed by digest) into a cached repository.
+
+    Tags in a cached repository belong to the upstream, so a pushed tag could
+    shadow one; referrers attached locally (scan results, attestations) are kept
+    beside the cached image.
+    """
+    if isinstance(reference, str):
+        raise RegistryError(
+            ErrorCode.DENIED,
+            f"{name} is a pull-through cache; tags come from the upstream. "
+            "Push referrers (manifests with a subject) by digest instead",
+        )
+    if parse_manifest(data, content_type).subject is None:
+        raise RegistryError(
+            ErrorCode.DENIED,
+            f"{name} is a pull-through cache; only referrers (manifests with a subject) may be pushed to it",
+        )
+
+
 async def manifest_delete(request: web.Request, name: str, reference_text: str) -> web.StreamResponse:
     reference = parse_reference(reference_text)
-    await registry_of(request).manifests.delete(name, reference)
+    registry = registry_of(request)
+    if target_of(request) is not None:
+        record = None
+        if isinstance(reference, Digest):
+            record = await registry.metadata.manifest_get(name, str(reference))
+        if record is None or record.source != SOURCE_PUSH:
+            raise RegistryError(
+                ErrorCode.DENIED,
+                f"{name} is a pull-through cache; only referrers pushed to Docket can be deleted, by digest",
+            )
+    await registry.manifests.delete(name, reference)
     return empty_response(202, {})

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from docket.api import blobs, listing, manifests, referrers, uploads
+from docket.api import admin, blobs, listing, manifests, referrers, uploads
+from docket.api.context import CACHE, NAMESPACE_KEY, TARGET_KEY
 from docket.api.responses import json_response
 from docket.errors import ErrorCode, RegistryError
 from docket.oci.reference import validate_repository
@@ -60,7 +61,33 @@ ROUTES = (
         {"GET": blobs.blob_get, "HEAD": blobs.blob_get, "DELETE": blobs.blob_delete},
     ),
     Route(re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest_text>[^/]+)$"), {"GET": referrers.referrers_get}),
+    Route(re.compile(r"^/_docket/refresh$"), {"POST": admin.refresh}),
 )
+
+
+def _resolve_repository(request: web.Request, name: str) -> str:
+    """Validate the name and decide whether it is hosted or served from a pull-through rule.
+
+    A mirror request names the upstream registry in the `ns` query parameter; the
+    repository is then stored under that rule's prefix.
+    """
+    validate_repository(name)
+    namespace = request.query.get("ns")
+    cache = request.app.get(CACHE)
+    if cache is None:
+        if namespace is not None:
+            raise RegistryError(
+                ErrorCode.DENIED,
+                f"Docket has no pull-through rule for registry {namespace[:200]!r}; it mirrors no registries",
+            )
+        return name
+    target = cache.resolve(name, namespace)
+    if target is None:
+        return name
+    request[TARGET_KEY] = target
+    if namespace is not None:
+        request[NAMESPACE_KEY] = namespace
+    return target.repository
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -78,6 +105,6 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             )
         arguments: dict[str, Any] = match.groupdict()
         if "name" in arguments:
-            validate_repository(arguments["name"])
+            arguments["name"] = _resolve_repository(request, arguments["name"])
         return await handler(request, **arguments)
     raise RegistryError(ErrorCode.UNSUPPORTED, f"no API endpoint at {path[:200]}", status=404)

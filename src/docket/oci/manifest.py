@@ -33,6 +33,10 @@ class ParsedManifest:
         return self.media_type in mediatypes.INDEX_TYPES
 
 
+# Content types some clients send for any JSON body; they say nothing about the manifest type.
+_GENERIC_CONTENT_TYPES = frozenset({"application/json", "application/octet-stream", "text/plain"})
+
+
 def _invalid(message: str) -> RegistryError:
     return RegistryError(ErrorCode.MANIFEST_INVALID, message)
 
@@ -91,6 +95,8 @@ def parse_manifest(data: bytes, content_type: str | None) -> ParsedManifest:
     if declared is not None and not isinstance(declared, str):
         raise _invalid("mediaType is not a string")
     content_type = (content_type or "").split(";")[0].strip() or None
+    if content_type in _GENERIC_CONTENT_TYPES:
+        content_type = None
     if declared and content_type and declared != content_type:
         raise _invalid(
             f"manifest mediaType {declared!r} does not match Content-Type {content_type!r}"

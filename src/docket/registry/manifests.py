@@ -158,10 +158,9 @@ class Manifests:
             for blob in parsed.blobs
             if blob.media_type not in mediatypes.NON_DISTRIBUTABLE_LAYER_TYPES
         }
-        if str(EMPTY_JSON_DIGEST) in wanted_blobs:
-            await self.content.write_bytes(EMPTY_JSON_DIGEST, EMPTY_JSON)
-            await self.metadata.blob_link(repository, str(EMPTY_JSON_DIGEST), len(EMPTY_JSON))
-        missing = wanted_blobs - await self.metadata.blob_linked_digests(repository, wanted_blobs)
+        empty_json = str(EMPTY_JSON_DIGEST)
+        linked = await self.metadata.blob_linked_digests(repository, wanted_blobs)
+        missing = wanted_blobs - linked - {empty_json}
         wanted_children = {str(child.digest) for child in parsed.manifests}
         missing |= wanted_children - await self.metadata.manifest_existing_digests(repository, wanted_children)
         if missing:
@@ -171,6 +170,9 @@ class Manifests:
                 f"{repository}: {', '.join(sorted(missing)[:5])}",
                 detail={"missing": sorted(missing)},
             )
+        if empty_json in wanted_blobs and empty_json not in linked:
+            await self.content.write_bytes(EMPTY_JSON_DIGEST, EMPTY_JSON)
+            await self.metadata.blob_link(repository, empty_json, len(EMPTY_JSON))
 
     async def delete(self, repository: str, reference: str | Digest) -> None:
         """Delete a manifest by digest (with the tags that point to it), or only a tag."""

@@ -1,0 +1,122 @@
+"""Blobs of cached repositories: served from the store, or filled from the upstream."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from docket import metrics
+from docket.cache.errors import client_error
+from docket.cache.fills import BlobFill, FillManager
+from docket.cache.rules import CacheTarget
+from docket.errors import ErrorCode, RegistryError
+from docket.metadata.base import MetadataStore
+from docket.oci.digest import Digest
+from docket.storage.base import ContentStore
+from docket.upstream.client import UpstreamClient
+from docket.upstream.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBlob:
+    path: Path
+    size: int
+
+
+class CachedBlobs:
+    def __init__(
+        self,
+        content: ContentStore,
+        metadata: MetadataStore,
+        clients: dict[str, UpstreamClient],
+    ) -> None:
+        self.content = content
+        self.metadata = metadata
+        self.clients = clients
+        self.fills = FillManager()
+
+    def _decision(self, target: CacheTarget, decision: str, digest: Digest, status: str = "-") -> None:
+        metrics.CACHE_DECISIONS.labels(target.rule.prefix, "blob", decision).inc()
+        log.info(
+            "cache %s: blob %s in %s (upstream %s, status %s)",
+            decision, digest, target.repository, target.rule.prefix, status,
+        )
+
+    async def _local_size(self, target: CacheTarget, digest: Digest) -> tuple[bool, int | None]:
+        linked = await self.metadata.blob_is_linked(target.repository, str(digest))
+        return linked, await self.content.size(digest)
+
+    async def size(self, target: CacheTarget, digest: Digest) -> int:
+        """Answer a HEAD: the local size, else the upstream's answer (without fetching the body)."""
+        linked, size = await self._local_size(target, digest)
+        if linked and size is not None:
+            self._decision(target, "hit", digest)
+            return size
+        fill = self.fills.get(target.repository, digest)
+        if fill is not None:
+            await fill.started.wait()
+            if fill.size is not None and fill.error is None:
+                return fill.size
+        client = self.clients[target.rule.prefix]
+        try:
+            upstream_size = await client.blob_head(target.upstream_repository, str(digest))
+        except UpstreamError as error:
+            self._decision(target, "upstream_error", digest, str(error.status or "failed"))
+            raise client_error(error, ErrorCode.BLOB_UNKNOWN, f"blob {digest} in {target.repository}") from None
+        if size is not None:
+            # The store has these bytes from another repository and the upstream
+            # confirmed this repository has them too, so link instead of refetching.
+            await self.metadata.blob_link(target.repository, str(digest), size)
+            self._decision(target, "hit", digest, "200")
+            return size
+        if upstream_size is None:
+            raise RegistryError(
+                ErrorCode.UNAVAILABLE, f"upstream {client.name} sent no size for blob {digest}", status=502
+            )
+        self._decision(target, "miss", digest, "200")
+        return upstream_size
+
+    async def open(self, target: CacheTarget, digest: Digest) -> LocalBlob | BlobFill:
+        """Return the stored blob, or a fill that streams it from the upstream."""
+        linked, size = await self._local_size(target, digest)
+        path = self.content.local_path(digest)
+        if size is not None and path is not None:
+            if not linked:
+                await self.size(target, digest)  # confirms upstream, links, or raises
+            else:
+                self._decision(target, "hit", digest)
+            return LocalBlob(path, size)
+        fill = self.fills.get(target.repository, digest)
+        if fill is None:
+            fill = self.fills.start(
+                self.clients[target.rule.prefix],
+                target,
+                digest,
+                self.content,
+                lambda received: self.metadata.blob_link(target.repository, str(digest), received),
+            )
+            decision = "miss"
+        else:
+            decision = "coalesced"
+        await fill.started.wait()
+        if fill.error is not None:
+            error = fill.error
+            self._decision(target, "upstream_error", digest, str(getattr(error, "status", None) or "failed"))
+            if isinstance(error, UpstreamError):
+                raise client_error(error, ErrorCode.BLOB_UNKNOWN, f"blob {digest} in {target.repository}")
+            raise RegistryError(
+                ErrorCode.UNAVAILABLE, f"blob {digest} could not be fetched: {error}", status=502
+            )
+        if fill.verified:
+            local_size = await self.content.size(digest)
+            if path is not None and local_size is not None:
+                self._decision(target, "hit", digest)
+                return LocalBlob(path, local_size)
+        self._decision(target, decision, digest, "200")
+        return fill
+
+    async def close(self) -> None:
+        await self.fills.close()

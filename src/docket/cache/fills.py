@@ -1,0 +1,199 @@
+"""Blob fills: one upstream download per missing blob, read by every waiting client.
+
+A fill streams the upstream body into a temporary file of the content store.
+Clients read that file as it grows, so they get bytes as soon as they arrive
+instead of waiting for the whole blob, and any number of clients share one
+upstream request. The final byte of every response is held back until the
+digest and size are verified: when verification fails the client's connection
+is cut short, so it sees an error rather than wrong bytes.
+
+The fill runs in its own task, independent of the clients: a client that
+disconnects does not cancel it. A failed fill removes its temporary file and
+leaves nothing behind; the next request starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+from docket import metrics
+from docket.cache.rules import CacheTarget
+from docket.oci.digest import Digest
+from docket.storage.base import ContentStore, PendingWrite
+from docket.upstream.client import UpstreamClient
+from docket.upstream.errors import UpstreamError, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+_READ_CHUNK = 1 << 20
+_UPSTREAM_CHUNK = 256 * 1024
+
+
+class FillFailed(Exception):
+    """The fill a client was reading from failed; the client's response must be aborted."""
+
+
+class BlobFill:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        target: CacheTarget,
+        digest: Digest,
+        content: ContentStore,
+        on_commit: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.digest = digest
+        self.content = content
+        self.on_commit = on_commit
+        self.size: int | None = None
+        self.received = 0
+        self.verified = False
+        self.error: BaseException | None = None
+        self.started = asyncio.Event()
+        """Set once the upstream answered (or failed), so `size` is known."""
+        self.finished = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._pending: PendingWrite | None = None
+        self.readers = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"fill {self.target.repository}@{self.digest}")
+
+    def _notify(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def _run(self) -> None:
+        metrics.FILLS_IN_PROGRESS.inc()
+        upstream_repository = self.target.upstream_repository
+        try:
+            async with self.client.blob_get(upstream_repository, str(self.digest)) as response:
+                self.size = response.content_length
+                self._pending = self.content.begin_write(self.digest)
+                self.started.set()
+                async for chunk in response.content.iter_chunked(_UPSTREAM_CHUNK):
+                    await self._pending.write(chunk)
+                    self.received += len(chunk)
+                    metrics.UPSTREAM_BYTES.labels(self.client.name).inc(len(chunk))
+                    self._notify()
+            await self._pending.commit(self.size)
+            self.verified = True
+            self._notify()
+            await self.on_commit(self.received)
+            log.info(
+                "cached blob %s in %s from upstream %s (%d bytes)",
+                self.digest, self.target.repository, self.client.name, self.received,
+            )
+        except (aiohttp.ClientError, TimeoutError) as error:
+            self._fail(UpstreamUnavailable(self.client.name, f"blob body failed: {type(error).__name__}: {error}"))
+        except UpstreamError as error:
+            self._fail(error)
+        except Exception as error:  # DigestMismatch, SizeMismatch, OSError, metadata errors
+            if self.verified:
+                log.error("blob %s was stored but linking it to %s failed: %s", self.digest, self.target.repository, error)
+            else:
+                self._fail(error)
+        except asyncio.CancelledError:
+            self._fail(UpstreamUnavailable(self.client.name, "fill cancelled at shutdown"))
+            raise
+        finally:
+            if not self.verified and self._pending is not None:
+                await self._pending.abort()
+            metrics.FILLS_IN_PROGRESS.dec()
+            self.started.set()
+            self.finished.set()
+            self._notify()
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        log.warning(
+            "discarded fill of blob %s for %s after %d bytes from upstream %s: %s",
+            self.digest, self.target.repository, self.received, self.client.name, error,
+        )
+
+    async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
+        """Yield bytes `start` to `end` (inclusive) as they arrive, the last one only once verified."""
+        fd = self._open_for_reading()
+        self.readers += 1
+        try:
+            position = start
+            while position <= end:
+                if self.error is not None:
+                    raise FillFailed(str(self.error))
+                readable_end = min(end + 1, self.received)
+                if not self.verified and readable_end == end + 1:
+                    readable_end = end  # hold back the final byte until the digest is verified
+                if readable_end <= position:
+                    if self.finished.is_set() and not self.verified:
+                        raise FillFailed(str(self.error or "fill ended early"))
+                    if self.finished.is_set() and self.received <= position:
+                        raise FillFailed(f"blob has {self.received} bytes; byte {position} was requested")
+                    await self._progress.wait()
+                    continue
+                data = await asyncio.to_thread(os.pread, fd, min(_READ_CHUNK, readable_end - position), position)
+                if not data:
+                    raise FillFailed("temporary file is shorter than the bytes received")
+                position += len(data)
+                yield data
+        finally:
+            self.readers -= 1
+            os.close(fd)
+
+    def _open_for_reading(self) -> int:
+        pending = self._pending
+        if pending is None or pending.path is None:
+            raise FillFailed("the fill has no readable file")
+        try:
+            return os.open(pending.path, os.O_RDONLY)
+        except FileNotFoundError:
+            # Committed between the caller's check and this open: read the stored content.
+            path = self.content.local_path(self.digest)
+            if path is None or not self.verified:
+                raise FillFailed("the fill's file disappeared") from None
+            return os.open(Path(path), os.O_RDONLY)
+
+
+class FillManager:
+    """The fills in progress in this process, one per repository and digest."""
+
+    def __init__(self) -> None:
+        self._fills: dict[tuple[str, str], BlobFill] = {}
+
+    def get(self, repository: str, digest: Digest) -> BlobFill | None:
+        return self._fills.get((repository, str(digest)))
+
+    def start(
+        self,
+        client: UpstreamClient,
+        target: CacheTarget,
+        digest: Digest,
+        content: ContentStore,
+        on_commit: Callable[[int], Awaitable[None]],
+    ) -> BlobFill:
+        """Return the fill in progress for this blob, or start one."""
+        key = (target.repository, str(digest))
+        fill = self._fills.get(key)
+        if fill is not None:
+            metrics.FILL_WAITERS.inc()
+            return fill
+        fill = BlobFill(client, target, digest, content, on_commit)
+        self._fills[key] = fill
+        fill.start()
+        assert fill.task is not None
+        fill.task.add_done_callback(lambda _task: self._fills.pop(key, None))
+        return fill
+
+    async def close(self) -> None:
+        tasks = [fill.task for fill in self._fills.values() if fill.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
