@@ -8,9 +8,10 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from urllib.parse import urlencode
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 from docket import __version__
 from docket.config import Config, ConfigError, build_rules, load_config, parse_listen
@@ -29,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:5000)")
     serve.add_argument("--data-dir", type=Path, help="directory for content and metadata (default ./docket-data)")
     serve.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), help="minimum level of log messages (default info)"
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="minimum level of log messages (default info)",
     )
     serve.add_argument(
         "--upstream",
@@ -45,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PREFIX=USER:PASSWORD",
         help="credentials for the rule with PREFIX; visible in process listings, so prefer the config file",
     )
-    serve.add_argument("--tag-ttl", metavar="DURATION", help="default time a cached tag is served unchecked (default 5m)")
+    serve.add_argument(
+        "--tag-ttl", metavar="DURATION", help="default time a cached tag is served unchecked (default 5m)"
+    )
     serve.add_argument(
         "--referrers-ttl", metavar="DURATION", help="default time cached referrers are served unchecked (default 1h)"
     )
@@ -102,7 +107,8 @@ def _apply_flags(config: Config, arguments: argparse.Namespace) -> Config:
         value = getattr(arguments, name)
         if value is not None:
             try:
-                cache = replace(cache, **{name: parse_duration(value)})
+                durations: dict[str, Any] = {name: parse_duration(value)}
+                cache = replace(cache, **durations)
             except ValueError as error:
                 raise ConfigError(f"{flag}: {error}") from None
     rules = tuple(_split_pair(value, "=", "--upstream", "PREFIX=URL") for value in arguments.upstream)

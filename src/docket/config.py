@@ -134,7 +134,9 @@ def _registry_settings(table: Any) -> RegistrySettings:
     _check_keys(table, fields, "registry.")
     settings = RegistrySettings()
     if "max_manifest_size" in table:
-        settings = replace(settings, max_manifest_size=parse_size(table["max_manifest_size"], "registry.max_manifest_size"))
+        settings = replace(
+            settings, max_manifest_size=parse_size(table["max_manifest_size"], "registry.max_manifest_size")
+        )
     if "max_page_size" in table:
         size = _expect(table["max_page_size"], int, "registry.max_page_size", "a positive integer")
         if size < 1:
@@ -146,7 +148,8 @@ def _registry_settings(table: Any) -> RegistrySettings:
         )
     if "automatic_mount" in table:
         settings = replace(
-            settings, automatic_mount=_expect(table["automatic_mount"], bool, "registry.automatic_mount", "true or false")
+            settings,
+            automatic_mount=_expect(table["automatic_mount"], bool, "registry.automatic_mount", "true or false"),
         )
     return settings
 
@@ -158,7 +161,8 @@ def _cache_settings(table: Any) -> CacheSettings:
     for name in ("tag_ttl", "referrers_ttl"):
         if name in table:
             try:
-                settings = replace(settings, **{name: parse_duration(table[name])})
+                durations: dict[str, Any] = {name: parse_duration(table[name])}
+                settings = replace(settings, **durations)
             except ValueError as error:
                 raise ConfigError(f"cache.{name}: {error}") from None
     if "embedded_rules" in table:
@@ -177,7 +181,9 @@ def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
     _check_keys(document, {"listen", "data_dir", "log_level", "registry", "cache", "rules"}, "")
     config = Config(config_dir=base_dir)
     if "listen" in document:
-        config = replace(config, listen=parse_listen(_expect(document["listen"], str, "listen", "a string HOST:PORT"), "listen"))
+        config = replace(
+            config, listen=parse_listen(_expect(document["listen"], str, "listen", "a string HOST:PORT"), "listen")
+        )
     if "data_dir" in document:
         data_dir = Path(_expect(document["data_dir"], str, "data_dir", "a directory path"))
         config = replace(config, data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir)

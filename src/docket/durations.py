@@ -29,9 +29,7 @@ def parse_duration(value: object) -> float:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
     if position != len(text) or not text:
-        raise ValueError(
-            f"invalid duration {value!r}: use a number with a unit such as 30s, 5m, 24h or 1h30m, or 0"
-        )
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit such as 30s, 5m, 24h or 1h30m, or 0")
     return total
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,16 +34,39 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path,
     raise RuntimeError(f"server at {url} not ready after {timeout}s; log:\n{log_path.read_text()}")
 
 
+_LISTENING_RE = re.compile(rb"Docket listening on http://127\.0\.0\.1:(\d+)")
+
+
 class DocketProcess:
-    """A `docket serve` subprocess with its own data directory and port."""
+    """A `docket serve` subprocess with its own data directory and port.
+
+    Without a fixed port the server binds port 0 and the test reads the port the
+    kernel chose from its log, so no other process can take it in between.
+    """
 
     def __init__(self, data_dir: Path, *extra_args: str, port: int | None = None) -> None:
         self.data_dir = data_dir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.fixed_port = port
+        self.port = port or 0
         self.extra_args = extra_args
-        self.log_path = data_dir.parent / f"{data_dir.name}-{self.port}.log"
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _wait_for_port(self, offset: int, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _LISTENING_RE.search(self.log_path.read_bytes()[offset:])
+            if match is not None:
+                return int(match.group(1))
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}; log:\n{self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not report its port within {timeout}s; log:\n{self.log()}")
 
     def start(self) -> DocketProcess:
         command = [
@@ -51,14 +75,16 @@ class DocketProcess:
             "docket",
             "serve",
             "--listen",
-            f"127.0.0.1:{self.port}",
+            f"127.0.0.1:{self.fixed_port or 0}",
             "--data-dir",
             str(self.data_dir),
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
+        offset = log.tell()
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
         log.close()
+        self.port = self._wait_for_port(offset)
         wait_until_ready(f"{self.url}/v2/", self.process, self.log_path)
         return self
 

@@ -29,6 +29,4 @@ async def refresh(request: web.Request) -> web.StreamResponse:
     if cache is None or target is None:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, f"{name} is not under any pull-through rule", status=404)
     decision, stored = await cache.manifests.refresh(target, tag)
-    return json_response(
-        {"reference": f"{name}:{tag}", "digest": stored.record.digest, "result": decision}
-    )
+    return json_response({"reference": f"{name}:{tag}", "digest": stored.record.digest, "result": decision})

@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from docket.api.context import CACHE, NAMESPACE_KEY, REGISTRY
 from docket.api.responses import API_VERSION_HEADER, error_response
 from docket.api.routes import dispatch
-from docket.errors import RegistryError
 from docket.cache.service import PullThroughCache
+from docket.errors import RegistryError
 from docket.registry import Registry
 
 log = logging.getLogger(__name__)
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RegistryError as error:

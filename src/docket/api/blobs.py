@@ -8,12 +8,12 @@ from pathlib import Path
 from aiohttp import web
 
 from docket.api.context import cache_of, registry_of, target_of
-from docket.cache.blobs import LocalBlob
-from docket.cache.fills import BlobFill, FillFailed
-from docket.cache.rules import CacheTarget
 from docket.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from docket.api.responses import empty_response
 from docket.api.sendfile import FileRangeResponse
+from docket.cache.blobs import LocalBlob
+from docket.cache.fills import BlobFill, FillFailed
+from docket.cache.rules import CacheTarget
 from docket.errors import ErrorCode, RegistryError
 from docket.oci.digest import Digest
 
@@ -83,7 +83,9 @@ async def _cached_blob_get(request: web.Request, target: CacheTarget, digest: Di
     return await _serve_fill(request, source, digest, headers)
 
 
-async def _serve_fill(request: web.Request, fill: BlobFill, digest: Digest, headers: dict[str, str]) -> web.StreamResponse:
+async def _serve_fill(
+    request: web.Request, fill: BlobFill, digest: Digest, headers: dict[str, str]
+) -> web.StreamResponse:
     """Stream a blob from a fill in progress; cut the connection if the fill fails."""
     if fill.size is None:
         # The upstream sent no Content-Length: wait for the whole verified blob.

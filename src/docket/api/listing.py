@@ -6,9 +6,9 @@ from aiohttp import web
 
 from docket.api import params
 from docket.api.context import cache_of, registry_of, target_of
-from docket.cache.tags import upstream_tags
 from docket.api.links import next_link
 from docket.api.responses import json_response
+from docket.cache.tags import upstream_tags
 
 
 async def tags_list(request: web.Request, name: str) -> web.StreamResponse:

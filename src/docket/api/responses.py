@@ -12,7 +12,9 @@ from docket.errors import RegistryError
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 
 
-def json_response(data: Any, *, status: int = 200, content_type: str = "application/json", headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, *, status: int = 200, content_type: str = "application/json", headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type=content_type, headers=headers)
 
 

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 # Threads mostly sleep in poll() or sendfile() with the GIL released; the pool size
 # bounds how many blob bodies are in flight at once, not CPU use.
@@ -65,7 +66,7 @@ class FileRangeResponse(web.StreamResponse):
         self.count = count
         self.content_length = count
 
-    async def prepare(self, request: web.BaseRequest) -> web.AbstractStreamWriter | None:
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return await super().prepare(request)
         file_fd = os.open(self.path, os.O_RDONLY)
@@ -79,7 +80,7 @@ class FileRangeResponse(web.StreamResponse):
         finally:
             os.close(file_fd)
 
-    async def _send_body(self, request: web.BaseRequest, writer: web.AbstractStreamWriter, file_fd: int) -> None:
+    async def _send_body(self, request: web.BaseRequest, writer: AbstractStreamWriter, file_fd: int) -> None:
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("connection lost")
@@ -103,7 +104,7 @@ class FileRangeResponse(web.StreamResponse):
         finally:
             os.close(socket_fd)
 
-    async def _send_by_reading(self, writer: web.AbstractStreamWriter, file_fd: int) -> None:
+    async def _send_by_reading(self, writer: AbstractStreamWriter, file_fd: int) -> None:
         offset, remaining = self.offset, self.count
         while remaining > 0:
             chunk = await asyncio.to_thread(os.pread, file_fd, min(_CHUNK, remaining), offset)

@@ -42,7 +42,11 @@ class CachedBlobs:
         metrics.CACHE_DECISIONS.labels(target.rule.prefix, "blob", decision).inc()
         log.info(
             "cache %s: blob %s in %s (upstream %s, status %s)",
-            decision, digest, target.repository, target.rule.prefix, status,
+            decision,
+            digest,
+            target.repository,
+            target.rule.prefix,
+            status,
         )
 
     async def _local_size(self, target: CacheTarget, digest: Digest) -> tuple[bool, int | None]:
@@ -107,9 +111,7 @@ class CachedBlobs:
             self._decision(target, "upstream_error", digest, str(getattr(error, "status", None) or "failed"))
             if isinstance(error, UpstreamError):
                 raise client_error(error, ErrorCode.BLOB_UNKNOWN, f"blob {digest} in {target.repository}")
-            raise RegistryError(
-                ErrorCode.UNAVAILABLE, f"blob {digest} could not be fetched: {error}", status=502
-            )
+            raise RegistryError(ErrorCode.UNAVAILABLE, f"blob {digest} could not be fetched: {error}", status=502)
         if fill.verified:
             local_size = await self.content.size(digest)
             if path is not None and local_size is not None:

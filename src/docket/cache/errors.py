@@ -37,6 +37,4 @@ def client_error(error: UpstreamError, not_found: ErrorCode, what: str) -> Regis
         )
     assert isinstance(error, UpstreamUnavailable)
     status = 502 if error.status is not None else 503
-    return RegistryError(
-        ErrorCode.UNAVAILABLE, f"{what} is not cached and the upstream failed: {error}", status=status
-    )
+    return RegistryError(ErrorCode.UNAVAILABLE, f"{what} is not cached and the upstream failed: {error}", status=status)

@@ -91,7 +91,10 @@ class BlobFill:
             await self.on_commit(self.received)
             log.info(
                 "cached blob %s in %s from upstream %s (%d bytes)",
-                self.digest, self.target.repository, self.client.name, self.received,
+                self.digest,
+                self.target.repository,
+                self.client.name,
+                self.received,
             )
         except (aiohttp.ClientError, TimeoutError) as error:
             self._fail(UpstreamUnavailable(self.client.name, f"blob body failed: {type(error).__name__}: {error}"))
@@ -99,7 +102,9 @@ class BlobFill:
             self._fail(error)
         except Exception as error:  # DigestMismatch, SizeMismatch, OSError, metadata errors
             if self.verified:
-                log.error("blob %s was stored but linking it to %s failed: %s", self.digest, self.target.repository, error)
+                log.error(
+                    "blob %s was stored but linking it to %s failed: %s", self.digest, self.target.repository, error
+                )
             else:
                 self._fail(error)
         except asyncio.CancelledError:
@@ -117,7 +122,11 @@ class BlobFill:
         self.error = error
         log.warning(
             "discarded fill of blob %s for %s after %d bytes from upstream %s: %s",
-            self.digest, self.target.repository, self.received, self.client.name, error,
+            self.digest,
+            self.target.repository,
+            self.received,
+            self.client.name,
+            error,
         )
 
     async def read(self, start: int, end: int) -> AsyncIterator[bytes]:

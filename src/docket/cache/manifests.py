@@ -57,7 +57,11 @@ class CachedManifests:
         log.log(
             level,
             "cache %s: manifest %s:%s (upstream %s, status %s)",
-            decision, target.repository, reference, target.rule.prefix, status,
+            decision,
+            target.repository,
+            reference,
+            target.rule.prefix,
+            status,
         )
 
     async def get(self, target: CacheTarget, reference: str | Digest) -> StoredManifest:
@@ -66,9 +70,7 @@ class CachedManifests:
         tag = reference
         record = await self.metadata.tag_get(target.repository, tag)
         if record is None or record.source != SOURCE_CACHE:
-            return await self.fetches.run(
-                (target.repository, "tag", tag), lambda: self._fetch(target, tag, tag=tag)
-            )
+            return await self.fetches.run((target.repository, "tag", tag), lambda: self._fetch(target, tag, tag=tag))
         age = (_now() - record.checked_at).total_seconds() if record.checked_at else None
         if age is not None and age < target.rule.tag_ttl:
             stored = await self._local(target, record.digest)

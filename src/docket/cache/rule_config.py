@@ -129,7 +129,8 @@ def rule_from_table(table: Any, key: str, defaults: Rule, base_dir: Path) -> Rul
         rule = replace(rule, token_hosts=tuple(host.lower() for host in hosts))
     for name in ("tag_ttl", "referrers_ttl", "connect_timeout", "read_timeout", "max_retry_after"):
         if name in table:
-            rule = replace(rule, **{name: _duration(table[name], f"{key}.{name}")})
+            durations: dict[str, Any] = {name: _duration(table[name], f"{key}.{name}")}
+            rule = replace(rule, **durations)
     if "max_connections" in table:
         rule = replace(rule, max_connections=_positive_int(table["max_connections"], f"{key}.max_connections"))
     if "retries" in table:

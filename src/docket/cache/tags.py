@@ -27,15 +27,15 @@ async def upstream_tags(
     query = f"?n={limit}" + (f"&last={last}" if last else "")
     path = f"/v2/{target.upstream_repository}/tags/list"
     try:
-        async with client.request(
-            "GET", path + query, repository=target.upstream_repository, retries=0
-        ) as response:
+        async with client.request("GET", path + query, repository=target.upstream_repository, retries=0) as response:
             body = await response.read()
             link = response.headers.get("Link")
     except UpstreamNotFound as error:
         raise client_error(error, ErrorCode.NAME_UNKNOWN, f"repository {target.repository}") from None
     except UpstreamError as error:
-        log.warning("tag list of %s from upstream %s failed, listing cached tags: %s", target.repository, client.name, error)
+        log.warning(
+            "tag list of %s from upstream %s failed, listing cached tags: %s", target.repository, client.name, error
+        )
         return None
     try:
         tags = orjson.loads(body).get("tags") or []
@@ -47,7 +47,8 @@ async def upstream_tags(
     if link:
         target_url = parse_links(link).get("next")
         if target_url:
-            next_last = (parse_qs(urlsplit(target_url).query).get("last") or [None])[0]
+            values = parse_qs(urlsplit(target_url).query).get("last")
+            next_last = values[0] if values else None
         if next_last is None and tags:
             next_last = tags[-1]
     return tags, next_last

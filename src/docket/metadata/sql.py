@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 # SQLite in WAL mode: readers never block the writer. A busy timeout lets a second
 # process (or connection) wait for the write lock instead of failing at once.
-_SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON")
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA foreign_keys=ON",
+)
 
 
 def _now() -> datetime:
@@ -222,9 +227,7 @@ class SqlMetadataStore:
                     update(tags).where(tags.c.repository_id == repository_id, tags.c.name == put.tag).values(**values)
                 )
                 if updated.rowcount == 0:
-                    await connection.execute(
-                        insert(tags).values(repository_id=repository_id, name=put.tag, **values)
-                    )
+                    await connection.execute(insert(tags).values(repository_id=repository_id, name=put.tag, **values))
 
     async def manifest_get(self, repository: str, digest: str) -> ManifestRecord | None:
         async with self.engine.connect() as connection:
@@ -266,9 +269,7 @@ class SqlMetadataStore:
             )
             if result.rowcount == 0:
                 return False
-            await connection.execute(
-                delete(tags).where(tags.c.repository_id == repository_id, tags.c.digest == digest)
-            )
+            await connection.execute(delete(tags).where(tags.c.repository_id == repository_id, tags.c.digest == digest))
             await connection.execute(
                 delete(manifest_references).where(
                     manifest_references.c.repository_id == repository_id,
@@ -428,5 +429,3 @@ def _manifest_record(row: Any) -> ManifestRecord:
         annotations=orjson.loads(annotations) if annotations else None,
         source=source,
     )
-
-

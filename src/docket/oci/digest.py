@@ -35,8 +35,7 @@ class Digest:
         if pattern is None:
             raise RegistryError(
                 ErrorCode.DIGEST_INVALID,
-                f"unsupported digest algorithm {algorithm!r}; supported: "
-                + ", ".join(SUPPORTED_ALGORITHMS),
+                f"unsupported digest algorithm {algorithm!r}; supported: " + ", ".join(SUPPORTED_ALGORITHMS),
             )
         if pattern.fullmatch(encoded) is None:
             raise RegistryError(

@@ -98,9 +98,7 @@ def parse_manifest(data: bytes, content_type: str | None) -> ParsedManifest:
     if content_type in _GENERIC_CONTENT_TYPES:
         content_type = None
     if declared and content_type and declared != content_type:
-        raise _invalid(
-            f"manifest mediaType {declared!r} does not match Content-Type {content_type!r}"
-        )
+        raise _invalid(f"manifest mediaType {declared!r} does not match Content-Type {content_type!r}")
     media_type = declared or content_type
     if media_type is None:
         media_type = _guess_media_type(document)

@@ -48,9 +48,7 @@ def parse_reference(reference: str, *, for_push: bool = False) -> str | Digest:
         return Digest.parse(reference)
     if is_valid_tag(reference):
         return reference
-    rule = (
-        "a tag is 1 to 128 characters of letters, digits, '_', '.' and '-', not starting with '.' or '-'"
-    )
+    rule = "a tag is 1 to 128 characters of letters, digits, '_', '.' and '-', not starting with '.' or '-'"
     if for_push:
         raise RegistryError(ErrorCode.MANIFEST_INVALID, f"invalid tag {reference[:200]!r}: {rule}")
     raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference[:200]!r} is not known: {rule}")

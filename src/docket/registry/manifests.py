@@ -32,9 +32,7 @@ class StoredManifest:
 
 
 def manifest_unknown(repository: str, reference: str | Digest) -> RegistryError:
-    return RegistryError(
-        ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference} is not known in repository {repository}"
-    )
+    return RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference} is not known in repository {repository}")
 
 
 class ManifestCache:
@@ -154,9 +152,7 @@ class Manifests:
     async def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
         """Reject a manifest whose blobs or child manifests the repository does not hold."""
         wanted_blobs = {
-            str(blob.digest)
-            for blob in parsed.blobs
-            if blob.media_type not in mediatypes.NON_DISTRIBUTABLE_LAYER_TYPES
+            str(blob.digest) for blob in parsed.blobs if blob.media_type not in mediatypes.NON_DISTRIBUTABLE_LAYER_TYPES
         }
         empty_json = str(EMPTY_JSON_DIGEST)
         linked = await self.metadata.blob_linked_digests(repository, wanted_blobs)

@@ -29,7 +29,9 @@ class RangeMismatch(RegistryError):
 
 def _mismatch_error(error: DigestMismatch | SizeMismatch) -> RegistryError:
     if isinstance(error, DigestMismatch):
-        return RegistryError(ErrorCode.DIGEST_INVALID, f"uploaded content has digest {error.actual}, expected {error.expected}")
+        return RegistryError(
+            ErrorCode.DIGEST_INVALID, f"uploaded content has digest {error.actual}, expected {error.expected}"
+        )
     return RegistryError(ErrorCode.SIZE_INVALID, f"uploaded content is {error.actual} bytes, expected {error.expected}")
 
 
@@ -133,9 +135,7 @@ class Uploads:
         await self.content.upload_delete(upload_id)
         self._locks.pop(upload_id, None)
 
-    async def put_whole(
-        self, repository: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None
-    ) -> int:
+    async def put_whole(self, repository: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None) -> int:
         """Store a blob sent whole in one request (POST with `?digest=`)."""
         try:
             size = await self.content.write_stream(digest, chunks, length)

@@ -30,9 +30,13 @@ class SizeMismatch(Exception):
 class PendingWrite(Protocol):
     """Content being written; nothing is visible under the digest until `commit`."""
 
-    path: Path | None
-    """A file that readers may follow while it grows, or None for stores without local files."""
-    size: int
+    @property
+    def path(self) -> Path | None:
+        """A file that readers may follow while it grows, or None for stores without local files."""
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
 
     async def write(self, data: bytes) -> None: ...
 
@@ -64,9 +68,7 @@ class ContentStore(Protocol):
     def begin_write(self, digest: Digest) -> PendingWrite:
         """Start writing content expected to have `digest`."""
 
-    async def write_stream(
-        self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None
-    ) -> int:
+    async def write_stream(self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None) -> int:
         """Store a stream, verifying digest and size before it becomes visible; return the size."""
 
     async def delete(self, digest: Digest) -> None: ...
@@ -85,9 +87,7 @@ class ContentStore(Protocol):
         SizeMismatch is raised.
         """
 
-    async def upload_commit(
-        self, upload_id: str, digest: Digest, expected_size: int | None = None
-    ) -> int:
+    async def upload_commit(self, upload_id: str, digest: Digest, expected_size: int | None = None) -> int:
         """Verify the uploaded data against `digest` and commit it as content; return its size.
 
         On a mismatch the upload data is kept, so the client may retry the final PUT.

@@ -107,9 +107,7 @@ class FilesystemStore:
     def begin_write(self, digest: Digest) -> FilesystemPendingWrite:
         return FilesystemPendingWrite(self, digest)
 
-    async def write_stream(
-        self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None
-    ) -> int:
+    async def write_stream(self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None) -> int:
         pending_write = self.begin_write(digest)
         try:
             batch: list[bytes] = []
@@ -193,9 +191,7 @@ class FilesystemStore:
             self._upload_hashers[upload_id] = (size, hasher)
         return size
 
-    async def upload_commit(
-        self, upload_id: str, digest: Digest, expected_size: int | None = None
-    ) -> int:
+    async def upload_commit(self, upload_id: str, digest: Digest, expected_size: int | None = None) -> int:
         path = self._upload_path(upload_id)
         hashed = self._upload_hashers.get(upload_id)
         size = os.stat(path).st_size

@@ -12,10 +12,10 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 from yarl import URL
@@ -146,7 +146,13 @@ class UpstreamClient:
                     delay = self._retry_delay(attempt, last_error)
                     log.warning(
                         "upstream %s: retrying %s %s in %.1fs (attempt %d of %d) after: %s",
-                        self.name, method, path, delay, attempt + 1, attempts, last_error,
+                        self.name,
+                        method,
+                        path,
+                        delay,
+                        attempt + 1,
+                        attempts,
+                        last_error,
                     )
                     await asyncio.sleep(delay)
                 try:
@@ -171,7 +177,7 @@ class UpstreamClient:
     def _retry_delay(self, attempt: int, error: UpstreamError | None) -> float:
         if isinstance(error, UpstreamRateLimited) and error.retry_after is not None:
             return error.retry_after
-        return _BACKOFF_BASE * (2 ** (attempt - 1)) * (0.5 + random.random())
+        return float(_BACKOFF_BASE * 2 ** (attempt - 1) * (0.5 + random.random()))
 
     async def _send(self, method: str, path: str, scope: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
         """Send once, answering one authentication challenge and following redirects."""
@@ -283,9 +289,9 @@ class UpstreamClient:
         async with self.request("HEAD", f"/v2/{repository}/blobs/{digest}", repository=repository) as response:
             return response.content_length
 
-    def blob_get(self, repository: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
+    def blob_get(self, repository: str, digest: str) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """Open a blob download; use as `async with client.blob_get(...) as response`."""
-        return self.request("GET", f"/v2/{repository}/blobs/{digest}", repository=repository)  # type: ignore[return-value]
+        return self.request("GET", f"/v2/{repository}/blobs/{digest}", repository=repository)
 
     async def ping(self) -> int:
         """Send `GET /v2/` and return the status, for health checks."""

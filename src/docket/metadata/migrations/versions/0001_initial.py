@@ -31,18 +31,14 @@ def upgrade() -> None:
     )
     op.create_table(
         "repository_blobs",
-        sa.Column(
-            "repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("digest", DIGEST, primary_key=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_repository_blobs_digest", "repository_blobs", ["digest"])
     op.create_table(
         "manifests",
-        sa.Column(
-            "repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("digest", DIGEST, primary_key=True),
         sa.Column("media_type", sa.String(255), nullable=False),
         sa.Column("size", sa.BigInteger, nullable=False),
@@ -54,18 +50,14 @@ def upgrade() -> None:
     op.create_index("ix_manifests_subject", "manifests", ["repository_id", "subject"])
     op.create_table(
         "manifest_references",
-        sa.Column(
-            "repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("manifest_digest", DIGEST, primary_key=True),
         sa.Column("child_digest", DIGEST, primary_key=True),
         sa.Column("child_is_manifest", sa.Integer, nullable=False),
     )
     op.create_table(
         "tags",
-        sa.Column(
-            "repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("name", sa.String(128), primary_key=True),
         sa.Column("digest", DIGEST, nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -74,9 +66,7 @@ def upgrade() -> None:
     op.create_table(
         "uploads",
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column(
-            "repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
