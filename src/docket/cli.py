@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from docket import __version__
 from docket.config import Config, ConfigError, build_rules, load_config, parse_listen
-from docket.durations import parse_duration
+from docket.units import parse_duration
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PREFIX=USER:PASSWORD",
         help="credentials for the rule with PREFIX; visible in process listings, so prefer the config file",
+    )
+    serve.add_argument(
+        "--require-referrers",
+        metavar="TYPE[,TYPE...]",
+        help="serve cached images only if a referrer of one of these artifact types (or a cosign .sig tag) exists",
     )
     serve.add_argument(
         "--tag-ttl", metavar="DURATION", help="default time a cached tag is served unchecked (default 5m)"
@@ -117,7 +122,12 @@ def _apply_flags(config: Config, arguments: argparse.Namespace) -> Config:
         prefix, secret = _split_pair(value, "=", "--upstream-credentials", "PREFIX=USER:PASSWORD")
         username, password = _split_pair(secret, ":", "--upstream-credentials", "PREFIX=USER:PASSWORD")
         credentials.append((prefix, username, password))
-    config = replace(config, cache=cache, cli_rules=rules, cli_credentials=tuple(credentials))
+    required: tuple[str, ...] = ()
+    if arguments.require_referrers:
+        required = tuple(value.strip() for value in arguments.require_referrers.split(",") if value.strip())
+    config = replace(
+        config, cache=cache, cli_rules=rules, cli_credentials=tuple(credentials), cli_require_referrers=required
+    )
     build_rules(config)
     return config
 

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from docket import units
 from docket.cache.rule_config import RuleConfigError, embedded_rules, rule_from_table
 from docket.cache.rules import Credentials, Rule, RuleError, RuleSet
-from docket.durations import parse_duration
+from docket.units import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
 DEFAULT_DATA_DIR = "docket-data"
 
-_SIZE_RE = re.compile(r"\s*([0-9]{1,19})\s*(B|KiB|MiB|GiB|TiB)?\s*")
-_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -67,6 +66,8 @@ class Config:
     """`--upstream PREFIX=URL` flags."""
     cli_credentials: tuple[tuple[str, str, str], ...] = ()
     """`--upstream-credentials PREFIX=USER:PASSWORD` flags."""
+    cli_require_referrers: tuple[str, ...] = ()
+    """`--require-referrers TYPE[,TYPE...]`: the policy for every rule."""
 
 
 def build_rules(config: Config) -> RuleSet:
@@ -91,6 +92,10 @@ def build_rules(config: Config) -> RuleSet:
             if key not in rules:
                 raise RuleConfigError(f"--upstream-credentials: no rule has the prefix {prefix!r}")
             rules[key] = replace(rules[key], credentials=Credentials(username, password))
+        if config.cli_require_referrers:
+            rules = {
+                prefix: replace(rule, require_referrers=config.cli_require_referrers) for prefix, rule in rules.items()
+            }
         return RuleSet(list(rules.values()), config.cache.default_rule)
     except (RuleConfigError, RuleError) as error:
         raise ConfigError(str(error)) from None
@@ -106,13 +111,10 @@ def parse_listen(value: str, key: str) -> Listen:
 
 def parse_size(value: Any, key: str) -> int:
     """Parse a size given as an integer number of bytes or a string such as '4MiB'."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        match = _SIZE_RE.fullmatch(value)
-        if match is not None:
-            return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    raise ConfigError(f"{key}: invalid size {value!r}; expected bytes as an integer or a string such as '64MiB'")
+    try:
+        return units.parse_size(value)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from None
 
 
 def _expect(value: Any, kind: type, key: str, description: str) -> Any:

@@ -19,3 +19,17 @@ FILLS_IN_PROGRESS = Gauge("docket_blob_fills_in_progress", "Blob downloads from 
 FILL_WAITERS = Counter(
     "docket_blob_fill_coalesced_total", "Blob requests served from a download another request started"
 )
+REFERRERS_DISCOVERED = Counter(
+    "docket_referrers_discovered_total",
+    "Referrers found at upstreams, by source (api, tag_schema, cosign_tag) and artifact type",
+    ["source", "artifact_type"],
+)
+REFERRERS_SYNCED = Counter(
+    "docket_referrers_synced_total",
+    "Referrers whose content was stored in the cache, by source and artifact type",
+    ["source", "artifact_type"],
+)
+REFERRER_SYNC_FAILURES = Counter(
+    "docket_referrer_sync_failures_total", "Failed referrer discoveries and syncs by upstream", ["upstream"]
+)
+POLICY_DENIALS = Counter("docket_policy_denials_total", "Manifests refused by require_referrers, by rule", ["rule"])

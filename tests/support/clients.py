@@ -1,10 +1,10 @@
 """Container clients that pull through a registry mirror on loopback: podman and containerd's ctr.
 
-Both clients resolve a made-up registry name (for example `upstream.example`) through a
-mirror that is only configured, never a DNS name. The configurations written here stop
-either client from falling back to the made-up registry itself, so a pull that the mirror
-cannot serve fails instead of going anywhere beyond loopback. Both clients run with
-debug logging, and the HTTP requests they log are returned for tests to check.
+Both clients pull images named after a made-up registry (for example `upstream.example`)
+from a mirror on loopback. The configurations written here stop either client from
+falling back to the made-up registry itself, so a pull that the mirror cannot serve fails
+instead of leaving loopback. Both clients run with debug logging, and the HTTP requests
+they log are returned for tests to check.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def run_client(command: list[str], env: dict[str, str], pattern: re.Pattern[str], timeout: float, check: bool) -> ClientRun:
+def run_client(
+    command: list[str], env: dict[str, str], pattern: re.Pattern[str], timeout: float, check: bool
+) -> ClientRun:
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     requests = [Request(method, url) for method, url in pattern.findall(result.stderr)]
     run = ClientRun(command, result.returncode, result.stdout, result.stderr, requests)
@@ -159,13 +161,15 @@ def podman_pull(
     policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
     auth_file = tmp_dir / "auth.json"
     auth_file.write_text("{}")
-    storage_conf = tmp_dir / "storage.conf"
-    storage_conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_dir / "root"}"\n')
     containers_conf = tmp_dir / "containers.conf"
-    containers_conf.write_text(f'[engine]\nevents_logger = "none"\n\n[network]\nnetwork_config_dir = "{tmp_dir / "networks"}"\n')
+    containers_conf.write_text(
+        f'[engine]\nevents_logger = "none"\n\n[network]\nnetwork_config_dir = "{tmp_dir / "networks"}"\n'
+    )
 
     # Podman 4.3 rejects a runroot longer than 50 characters, and pytest's folders are longer.
     runroot = Path(tempfile.mkdtemp(prefix="docket-podman-"))
+    storage_conf = tmp_dir / "storage.conf"
+    storage_conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_dir / "root"}"\nrunroot = "{runroot}"\n')
     env = isolated_env(
         tmp_dir / "home",
         CONTAINERS_REGISTRIES_CONF=str(registries_conf),
@@ -204,8 +208,8 @@ def podman_pull(
 
 # --- containerd ---------------------------------------------------------------------------
 
-# Plugins that need kernel features, write outside the root and state folders (`opt`
-# installs into /opt/containerd) or start containers; a content fetch needs none of them.
+# Plugins that need kernel features, start containers or write outside the root and state
+# folders (`opt` creates /opt/containerd). A content fetch needs none of them.
 DISABLED_CONTAINERD_PLUGINS = [
     "io.containerd.grpc.v1.cri",
     "io.containerd.internal.v1.opt",
@@ -226,8 +230,8 @@ class Containerd:
     """A containerd 1.6 daemon with its own root, state folder, socket and configuration.
 
     The gRPC socket lives in a short folder from `tempfile.mkdtemp` because Unix socket
-    paths are limited to 107 bytes and pytest's folders can be longer. `stop()` kills
-    the daemon and removes that folder.
+    paths are limited to 107 bytes and pytest's folders can be longer. `stop()` ends the
+    daemon (SIGTERM, then SIGKILL after 5 seconds) and removes that folder.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -358,22 +362,25 @@ def write_hosts_toml(hosts_dir: Path, registry: str, mirror: str) -> Path:
     makes ctr request `/v2/namespace/<repository>/...`. containerd 1.6 always appends the
     `server` entry as the last host to try, so it gets only the `push` capability: a
     resolve or pull that the mirror cannot serve then fails instead of reaching `registry`.
+    ctr adds `?ns=<registry>` to every request to a mirror.
+
+    When `mirror` equals `registry` (a reference such as `127.0.0.1:5000/repo:tag`), the
+    file only makes `server` plain HTTP, and ctr sends no `ns` parameter.
     """
-    host_port, _, namespace = mirror.partition("/")
     directory = hosts_dir / registry
     directory.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f'server = "https://{registry}"',
-        'capabilities = ["push"]',
-        "",
-    ]
-    if namespace:
-        lines += [f'[host."http://{host_port}/v2/{namespace}"]', "  override_path = true"]
+    if mirror == registry:
+        lines = [f'server = "http://{registry}"', 'capabilities = ["pull", "resolve"]', "skip_verify = true"]
     else:
-        lines += [f'[host."http://{host_port}"]']
-    lines += ['  capabilities = ["pull", "resolve"]', "  skip_verify = true", ""]
+        host_port, _, namespace = mirror.partition("/")
+        lines = [f'server = "https://{registry}"', 'capabilities = ["push"]', ""]
+        if namespace:
+            lines += [f'[host."http://{host_port}/v2/{namespace}"]', "  override_path = true"]
+        else:
+            lines += [f'[host."http://{host_port}"]']
+        lines += ['  capabilities = ["pull", "resolve"]', "  skip_verify = true"]
     path = directory / "hosts.toml"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.support.layout import OciLayout
-from tests.support.processes import free_port, wait_until_ready
+from tests.support.processes import wait_until_ready
 
 DISTRIBUTION_BINARY = "docker-registry"
+# Distribution 2.8 logs the address it bound, including the port the kernel chose for port 0.
+LISTENING_PATTERN = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
 def skopeo_copy_layout(
@@ -52,7 +56,9 @@ def push_blob_in_two_steps(client: httpx.Client, repository: str, digest: str, d
     """
     started = client.post(f"/v2/{repository}/blobs/uploads/")
     if started.status_code != 202:
-        raise RuntimeError(f"starting the upload of {digest} to {repository} failed: {started.status_code} {started.text}")
+        raise RuntimeError(
+            f"starting the upload of {digest} to {repository} failed: {started.status_code} {started.text}"
+        )
     location = started.headers["Location"]
     separator = "&" if "?" in location else "?"
     finished = client.put(
@@ -101,7 +107,9 @@ def push_layout_manifest(
         headers={"Content-Type": descriptor["mediaType"]},
     )
     if response.status_code != 201:
-        raise RuntimeError(f"pushing manifest {reference} to {repository} failed: {response.status_code} {response.text}")
+        raise RuntimeError(
+            f"pushing manifest {reference} to {repository} failed: {response.status_code} {response.text}"
+        )
 
 
 class DistributionRegistry:
@@ -109,7 +117,9 @@ class DistributionRegistry:
 
     Without `remote_url` it is a plain registry that accepts pushes and deletes. With
     `remote_url` it runs as distribution's pull-through proxy of that registry, which
-    rejects pushes. `stop()` kills the process, so a test never leaves it running.
+    rejects pushes. Without `port` it binds port 0, and `start()` reads the port from the
+    log, so no other process can take the port in between. `stop()` ends the process
+    (SIGTERM, then SIGKILL after 5 seconds).
     """
 
     def __init__(
@@ -122,15 +132,14 @@ class DistributionRegistry:
         port: int | None = None,
     ) -> None:
         self.directory = directory
-        self.port = port or free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.requested_port = port or 0
+        self.port = self.requested_port
         self.remote_url = remote_url
         self.remote_username = remote_username
         self.remote_password = remote_password
         self.storage_dir = directory / "storage"
         self.config_path = directory / "config.yml"
-        self.log_path = directory / f"distribution-{self.port}.log"
+        self.log_path = directory / "distribution.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def config(self) -> dict[str, Any]:
@@ -144,7 +153,7 @@ class DistributionRegistry:
                 # Upload purging and storage health checks run timers in the background.
                 "maintenance": {"uploadpurging": {"enabled": False}},
             },
-            "http": {"addr": self.host, "secret": secrets.token_hex(16)},
+            "http": {"addr": f"127.0.0.1:{self.requested_port}", "secret": secrets.token_hex(16)},
             "health": {"storagedriver": {"enabled": False}},
         }
         if self.remote_url is not None:
@@ -164,6 +173,7 @@ class DistributionRegistry:
         # REGISTRY_* variables override the configuration file in distribution.
         env = {key: value for key, value in os.environ.items() if not key.startswith("REGISTRY_")}
         log = self.log_path.open("ab")
+        log_start = log.tell()
         self.process = subprocess.Popen(
             [DISTRIBUTION_BINARY, "serve", str(self.config_path)],
             stdout=log,
@@ -172,11 +182,35 @@ class DistributionRegistry:
         )
         log.close()
         try:
+            if self.requested_port == 0:
+                self.port = self._read_bound_port(log_start, timeout=30.0)
             wait_until_ready(f"{self.url}/v2/", self.process, self.log_path)
         except BaseException:
             self.stop()
             raise
         return self
+
+    @property
+    def host(self) -> str:
+        """`127.0.0.1:PORT`, valid once `start()` has returned."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def _read_bound_port(self, log_start: int, timeout: float) -> int:
+        """Wait for the listening line that this run appended to the log after byte `log_start`."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = LISTENING_PATTERN.search(self.log_path.read_bytes()[log_start:].decode(errors="replace"))
+            if match is not None:
+                return int(match.group(1))
+            if self.process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited with {self.process.returncode}; log:\n{self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"docker-registry logged no listening address after {timeout}s; log:\n{self.log()}")
 
     def stop(self) -> None:
         if self.process is None:

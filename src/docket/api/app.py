@@ -52,6 +52,8 @@ def create_app(registry: Registry, cache: PullThroughCache | None = None) -> web
 
     async def open_registry(_app: web.Application) -> None:
         await registry.open()
+        if cache is not None:
+            await cache.start()
 
     async def close_registry(_app: web.Application) -> None:
         if cache is not None:

@@ -7,18 +7,23 @@ from aiohttp import web
 from docket.api.context import cache_of, registry_of, target_of
 from docket.api.negotiation import is_acceptable
 from docket.api.responses import empty_response
+from docket.cache.rules import CacheTarget
 from docket.errors import ErrorCode, RegistryError
-from docket.metadata.base import SOURCE_PUSH
+from docket.metadata.base import SOURCE_PUSH, ManifestRecord
+from docket.oci import mediatypes
 from docket.oci.digest import Digest
 from docket.oci.manifest import parse_manifest
 from docket.oci.reference import parse_reference
+from docket.referrers import policy
+from docket.referrers.listing import COSIGN_TAG_RE, cached_referrers, fallback_tag_subject, referrers_index
+from docket.registry.manifests import StoredManifest
 
 
 async def manifest_get(request: web.Request, name: str, reference_text: str) -> web.StreamResponse:
     reference = parse_reference(reference_text)
     target = target_of(request)
     if target is not None:
-        stored = await cache_of(request).manifests.get(target, reference)
+        stored = await _cached_manifest(request, target, reference)
     else:
         stored = await registry_of(request).manifests.get(name, reference)
     record = stored.record
@@ -38,6 +43,23 @@ async def manifest_get(request: web.Request, name: str, reference_text: str) -> 
         response.headers["Content-Length"] = str(record.size)
         return response
     return web.Response(body=stored.data, headers=headers)
+
+
+async def _cached_manifest(request: web.Request, target: CacheTarget, reference: str | Digest) -> StoredManifest:
+    cache = cache_of(request)
+    subject = fallback_tag_subject(reference) if isinstance(reference, str) else None
+    if subject is not None:
+        # The referrers tag schema, answered from the same list as the referrers API.
+        await cache.referrers.ensure_fresh(target, subject)
+        entries = await cached_referrers(cache.registry.metadata, target.repository, subject)
+        data = referrers_index([descriptor for descriptor, _source in entries])
+        digest = Digest.of_bytes(data)
+        return StoredManifest(ManifestRecord(str(digest), mediatypes.OCI_INDEX, len(data)), data)
+    stored = await cache.manifests.get(target, reference)
+    cache.referrers.touch(target, stored.record.digest)
+    if not (isinstance(reference, str) and COSIGN_TAG_RE.fullmatch(reference)):
+        await policy.check(cache, target, stored)
+    return stored
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:

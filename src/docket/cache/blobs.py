@@ -120,5 +120,20 @@ class CachedBlobs:
         self._decision(target, decision, digest, "200")
         return fill
 
+    async def ensure(self, target: CacheTarget, digest: Digest) -> bool:
+        """Make sure the blob is stored and linked, fetching it if needed; return False on failure."""
+        linked, size = await self._local_size(target, digest)
+        if linked and size is not None:
+            return True
+        try:
+            source = await self.open(target, digest)
+        except RegistryError as error:
+            log.warning("could not fetch blob %s for %s: %s", digest, target.repository, error.message)
+            return False
+        if isinstance(source, LocalBlob):
+            return True
+        await source.finished.wait()
+        return source.verified
+
     async def close(self) -> None:
         await self.fills.close()

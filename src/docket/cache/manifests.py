@@ -64,9 +64,14 @@ class CachedManifests:
             status,
         )
 
-    async def get(self, target: CacheTarget, reference: str | Digest) -> StoredManifest:
+    async def get(self, target: CacheTarget, reference: str | Digest, *, notify: bool = True) -> StoredManifest:
+        """Return a manifest from the cache or the upstream.
+
+        With `notify`, a manifest fetched from the upstream is passed to the
+        `on_cached` hooks (the referrer sync); syncs themselves fetch without it.
+        """
         if isinstance(reference, Digest):
-            return await self._get_by_digest(target, reference)
+            return await self._get_by_digest(target, reference, notify)
         tag = reference
         record = await self.metadata.tag_get(target.repository, tag)
         if record is None or record.source != SOURCE_CACHE:
@@ -101,13 +106,27 @@ class CachedManifests:
                 return None
             raise
 
-    async def _get_by_digest(self, target: CacheTarget, digest: Digest) -> StoredManifest:
+    async def _get_by_digest(self, target: CacheTarget, digest: Digest, notify: bool) -> StoredManifest:
         stored = await self._local(target, str(digest))
         if stored is not None:
             self._decision(target, "hit", str(digest))
             return stored
         return await self.fetches.run(
-            (target.repository, "digest", str(digest)), lambda: self._fetch(target, str(digest), tag=None)
+            (target.repository, "digest", str(digest)),
+            lambda: self._fetch(target, str(digest), tag=None, notify=notify),
+        )
+
+    async def store_tag(self, target: CacheTarget, tag: str, digest: Digest) -> StoredManifest:
+        """Cache `tag` as pointing to `digest`, fetching the manifest if it is not stored yet."""
+        record = await self.metadata.tag_get(target.repository, tag)
+        if record is not None and record.digest == str(digest):
+            stored = await self._local(target, str(digest))
+            if stored is not None:
+                await self.metadata.tag_mark_checked(target.repository, tag, _now())
+                return stored
+        return await self.fetches.run(
+            (target.repository, "digest", str(digest)),
+            lambda: self._fetch(target, str(digest), tag=tag, notify=False),
         )
 
     async def _revalidate(self, target: CacheTarget, tag: str, record: TagRecord) -> StoredManifest:
@@ -144,7 +163,9 @@ class CachedManifests:
                 return stored
         return await self._fetch(target, head.digest, tag=tag)
 
-    async def _fetch(self, target: CacheTarget, reference: str, *, tag: str | None) -> StoredManifest:
+    async def _fetch(
+        self, target: CacheTarget, reference: str, *, tag: str | None, notify: bool = True
+    ) -> StoredManifest:
         """GET a manifest from the upstream, verify it and store it byte-for-byte."""
         client = self.clients[target.rule.prefix]
         what = f"manifest {target.repository}:{tag or reference}"
@@ -184,10 +205,11 @@ class CachedManifests:
         stored = StoredManifest(record, fetched.data)
         self.local.cache.put(target.repository, stored)
         self._decision(target, "miss", tag or reference, "200")
-        for hook in self.on_cached:
-            result = hook(target, stored, parsed)
-            if result is not None:
-                await result
+        if notify:
+            for hook in self.on_cached:
+                result = hook(target, stored, parsed)
+                if result is not None:
+                    await result
         return stored
 
 

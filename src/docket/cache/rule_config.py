@@ -15,7 +15,7 @@ from docket.cache.rules import (
     Credentials,
     Rule,
 )
-from docket.durations import parse_duration
+from docket.units import parse_duration, parse_size
 
 RULE_KEYS = {
     "prefix",
@@ -36,6 +36,12 @@ RULE_KEYS = {
     "max_retry_after",
     "upstream_tag_deleted",
     "library_prefix",
+    "referrers_include",
+    "referrers_exclude",
+    "referrers_max_size",
+    "referrers_depth",
+    "referrers_wait",
+    "require_referrers",
 }
 
 
@@ -57,6 +63,13 @@ def check_url(url: str, key: str) -> str:
 def _duration(value: Any, key: str) -> float:
     try:
         return parse_duration(value)
+    except ValueError as error:
+        raise RuleConfigError(f"{key}: {error}") from None
+
+
+def _size(value: Any, key: str) -> int:
+    try:
+        return parse_size(value)
     except ValueError as error:
         raise RuleConfigError(f"{key}: {error}") from None
 
@@ -143,6 +156,19 @@ def rule_from_table(table: Any, key: str, defaults: Rule, base_dir: Path) -> Rul
                 f"{TAG_DELETED_FORGET!r} or {TAG_DELETED_KEEP!r}"
             )
         rule = replace(rule, upstream_tag_deleted=choice)
+    for name in ("referrers_include", "referrers_exclude", "require_referrers"):
+        if name in table:
+            values = table[name]
+            if not isinstance(values, list) or not all(isinstance(value, str) and value for value in values):
+                raise RuleConfigError(f"{key}.{name}: expected a list of artifact types (media type strings)")
+            listed: dict[str, Any] = {name: tuple(values)}
+            rule = replace(rule, **listed)
+    if "referrers_max_size" in table:
+        rule = replace(rule, referrers_max_size=_size(table["referrers_max_size"], f"{key}.referrers_max_size"))
+    if "referrers_depth" in table:
+        rule = replace(rule, referrers_depth=_positive_int(table["referrers_depth"], f"{key}.referrers_depth", 0))
+    if "referrers_wait" in table:
+        rule = replace(rule, referrers_wait=_duration(table["referrers_wait"], f"{key}.referrers_wait"))
     if "library_prefix" in table:
         value = table["library_prefix"]
         if not isinstance(value, bool):

@@ -47,6 +47,27 @@ class Rule:
     upstream_tag_deleted: str = TAG_DELETED_FORGET
     library_prefix: bool = False
     """Docker Hub: single-component names live under `library/` upstream."""
+    referrers_include: tuple[str, ...] = ()
+    """Artifact types whose referrer content is synced; empty means all."""
+    referrers_exclude: tuple[str, ...] = ()
+    referrers_max_size: int | None = None
+    """Largest referrer (manifest plus blobs, in bytes) whose content is synced."""
+    referrers_depth: int = 3
+    """How many levels of referrers of referrers are synced."""
+    referrers_wait: float = 10.0
+    """How long a referrers API call waits for a sync before answering with what is cached."""
+    require_referrers: tuple[str, ...] = ()
+    """Artifact types of which one must refer to an image (or a cosign .sig tag exist) before it is served."""
+
+    def syncs_content_of(self, artifact_type: str | None, size: int) -> str | None:
+        """Return why a referrer's content is skipped, or None if it is synced."""
+        if self.referrers_include and artifact_type not in self.referrers_include:
+            return f"artifact type {artifact_type!r} is not in referrers_include"
+        if artifact_type in self.referrers_exclude:
+            return f"artifact type {artifact_type!r} is in referrers_exclude"
+        if self.referrers_max_size is not None and size > self.referrers_max_size:
+            return f"{size} bytes exceed referrers_max_size of {self.referrers_max_size}"
+        return None
 
     @property
     def host(self) -> str:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from docket.cache.blobs import CachedBlobs
 from docket.cache.manifests import CachedManifests
 from docket.cache.rules import CacheTarget, RuleSet
+from docket.oci.digest import Digest
+from docket.oci.manifest import ParsedManifest
+from docket.referrers.sync import ReferrerSync
 from docket.registry import Registry
+from docket.registry.manifests import StoredManifest
 from docket.upstream.client import UpstreamClient
 
 
@@ -16,12 +20,24 @@ class PullThroughCache:
         self.clients = {rule.prefix: UpstreamClient(rule) for rule in rules.rules}
         self.manifests = CachedManifests(registry.content, registry.metadata, registry.manifests, self.clients)
         self.blobs = CachedBlobs(registry.content, registry.metadata, self.clients)
+        self.referrers = ReferrerSync(self)
+        self.manifests.on_cached.append(self._manifest_cached)
+
+    def _manifest_cached(self, target: CacheTarget, stored: StoredManifest, parsed: ParsedManifest) -> None:
+        # Referrers are usually present before a verifier asks for them.
+        self.referrers.schedule(target, Digest.parse(stored.record.digest))
+
+    async def start(self) -> None:
+        ttls = [rule.referrers_ttl for rule in self.rules.rules if rule.referrers_ttl > 0]
+        if ttls:
+            self.referrers.start_periodic(max(min(ttls), 30.0))
 
     def resolve(self, name: str, namespace: str | None = None) -> CacheTarget | None:
         """Return where a repository is cached from, or None if it is hosted."""
         return self.rules.resolve(name, namespace)
 
     async def close(self) -> None:
+        await self.referrers.close()
         await self.blobs.close()
         for client in self.clients.values():
             await client.close()

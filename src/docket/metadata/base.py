@@ -30,6 +30,22 @@ class TagRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamReferrer:
+    """A referrer the upstream listed for a subject, and where Docket learnt of it."""
+
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, str] | None
+    source: str
+    """"api", "tag_schema" or "cosign_tag"."""
+    content_synced: bool
+    tag: str | None = None
+    synced_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestPut:
     """Everything stored for one manifest push, written in one transaction."""
 
@@ -101,6 +117,23 @@ class MetadataStore(Protocol):
         last: str | None,
     ) -> list[ManifestRecord]:
         """Return manifests whose subject is `subject`, ordered by digest, after `last`."""
+
+    async def referrer_list_all(self, repository: str, subject: str) -> list[ManifestRecord]:
+        """Return every manifest in the repository whose subject is `subject`."""
+
+    # Referrers synced from upstreams
+
+    async def upstream_referrers_replace(
+        self, repository: str, subject: str, referrers: list[UpstreamReferrer], synced_at: datetime
+    ) -> None:
+        """Store what the upstream lists for a subject now, replacing the earlier list."""
+
+    async def upstream_referrers_get(self, repository: str, subject: str) -> list[UpstreamReferrer]: ...
+
+    async def referrer_sync_time(self, repository: str, subject: str) -> datetime | None: ...
+
+    async def manifest_parents(self, repository: str, digest: str) -> list[str]:
+        """Return the digests of indexes in the repository that list `digest` as a child."""
 
     # Uploads
 

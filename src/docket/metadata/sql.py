@@ -14,15 +14,17 @@ from sqlalchemy import and_, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from docket.metadata import migrate
-from docket.metadata.base import SOURCE_CACHE, ManifestPut, ManifestRecord, TagRecord
+from docket.metadata.base import SOURCE_CACHE, ManifestPut, ManifestRecord, TagRecord, UpstreamReferrer
 from docket.metadata.tables import (
     blobs,
     manifest_references,
     manifests,
+    referrer_syncs,
     repositories,
     repository_blobs,
     tags,
     uploads,
+    upstream_referrers,
 )
 
 log = logging.getLogger(__name__)
@@ -297,10 +299,7 @@ class SqlMetadataStore:
             row = result.first()
         if row is None:
             return None
-        checked_at = row[2]
-        if checked_at is not None and checked_at.tzinfo is None:
-            checked_at = checked_at.replace(tzinfo=UTC)  # SQLite drops the zone; stored values are UTC
-        return TagRecord(digest=row[0], source=row[1], checked_at=checked_at)
+        return TagRecord(digest=row[0], source=row[1], checked_at=_utc(row[2]))
 
     async def tag_mark_checked(self, repository: str, tag: str, checked_at: datetime | None) -> None:
         async with self._write_lock, self.engine.begin() as connection:
@@ -376,6 +375,110 @@ class SqlMetadataStore:
             result = await connection.execute(query)
             return [_manifest_record(row) for row in result]
 
+    async def referrer_list_all(self, repository: str, subject: str) -> list[ManifestRecord]:
+        return await self.referrer_list(repository, subject, None, 1_000_000, None)
+
+    # Referrers synced from upstreams
+
+    async def upstream_referrers_replace(
+        self, repository: str, subject: str, referrers: list[UpstreamReferrer], synced_at: datetime
+    ) -> None:
+        async with self._write_lock, self.engine.begin() as connection:
+            repository_id = await self._ensure_repository(connection, repository)
+            await connection.execute(
+                delete(upstream_referrers).where(
+                    upstream_referrers.c.repository_id == repository_id, upstream_referrers.c.subject == subject
+                )
+            )
+            unique = {referrer.digest: referrer for referrer in referrers}
+            if unique:
+                await connection.execute(
+                    insert(upstream_referrers),
+                    [
+                        {
+                            "repository_id": repository_id,
+                            "subject": subject,
+                            "digest": referrer.digest,
+                            "media_type": referrer.media_type,
+                            "size": referrer.size,
+                            "artifact_type": referrer.artifact_type,
+                            "annotations": orjson.dumps(referrer.annotations).decode()
+                            if referrer.annotations
+                            else None,
+                            "source": referrer.source,
+                            "content_synced": int(referrer.content_synced),
+                            "tag": referrer.tag,
+                            "synced_at": synced_at,
+                        }
+                        for referrer in unique.values()
+                    ],
+                )
+            updated = await connection.execute(
+                update(referrer_syncs)
+                .where(referrer_syncs.c.repository_id == repository_id, referrer_syncs.c.subject == subject)
+                .values(synced_at=synced_at)
+            )
+            if updated.rowcount == 0:
+                await connection.execute(
+                    insert(referrer_syncs).values(repository_id=repository_id, subject=subject, synced_at=synced_at)
+                )
+
+    async def upstream_referrers_get(self, repository: str, subject: str) -> list[UpstreamReferrer]:
+        columns = upstream_referrers.c
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(
+                    columns.digest,
+                    columns.media_type,
+                    columns.size,
+                    columns.artifact_type,
+                    columns.annotations,
+                    columns.source,
+                    columns.content_synced,
+                    columns.tag,
+                    columns.synced_at,
+                )
+                .join(repositories, repositories.c.id == columns.repository_id)
+                .where(repositories.c.name == repository, columns.subject == subject)
+                .order_by(columns.digest)
+            )
+            return [
+                UpstreamReferrer(
+                    digest=row[0],
+                    media_type=row[1],
+                    size=row[2],
+                    artifact_type=row[3],
+                    annotations=orjson.loads(row[4]) if row[4] else None,
+                    source=row[5],
+                    content_synced=bool(row[6]),
+                    tag=row[7],
+                    synced_at=_utc(row[8]),
+                )
+                for row in result
+            ]
+
+    async def referrer_sync_time(self, repository: str, subject: str) -> datetime | None:
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(referrer_syncs.c.synced_at)
+                .join(repositories, repositories.c.id == referrer_syncs.c.repository_id)
+                .where(repositories.c.name == repository, referrer_syncs.c.subject == subject)
+            )
+            return _utc(result.scalar_one_or_none())
+
+    async def manifest_parents(self, repository: str, digest: str) -> list[str]:
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(manifest_references.c.manifest_digest)
+                .join(repositories, repositories.c.id == manifest_references.c.repository_id)
+                .where(
+                    repositories.c.name == repository,
+                    manifest_references.c.child_digest == digest,
+                    manifest_references.c.child_is_manifest == 1,
+                )
+            )
+            return [row[0] for row in result]
+
     # Uploads
 
     async def upload_create(self, upload_id: str, repository: str) -> None:
@@ -416,6 +519,13 @@ class SqlMetadataStore:
                 result = await connection.execute(select(func.count()).select_from(table))
                 counts[table.name] = int(result.scalar_one())
         return counts
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Restore the zone SQLite drops; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _manifest_record(row: Any) -> ManifestRecord:

@@ -95,3 +95,31 @@ uploads = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Referrers an upstream listed for a cached subject, including those whose content a
+# rule's filter skipped (content_synced = 0), and cosign signature tags (source
+# "cosign_tag", never listed by the referrers API).
+upstream_referrers = Table(
+    "upstream_referrers",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("subject", DIGEST, primary_key=True),
+    Column("digest", DIGEST, primary_key=True),
+    Column("media_type", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("artifact_type", String(255), nullable=True),
+    Column("annotations", Text, nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("content_synced", Integer, nullable=False),
+    Column("tag", String(128), nullable=True),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+)
+
+# When the referrers of a cached subject were last synced from the upstream.
+referrer_syncs = Table(
+    "referrer_syncs",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("subject", DIGEST, primary_key=True),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+)

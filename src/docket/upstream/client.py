@@ -130,6 +130,7 @@ class UpstreamClient:
         repository: str,
         headers: dict[str, str] | None = None,
         retries: int | None = None,
+        follow_redirects: bool = True,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send a request and yield a successful (2xx) response with its body unread.
 
@@ -156,7 +157,7 @@ class UpstreamClient:
                     )
                     await asyncio.sleep(delay)
                 try:
-                    response = await self._send(method, path, scope, headers or {})
+                    response = await self._send(method, path, scope, headers or {}, follow_redirects)
                 except UpstreamError as error:
                     last_error = error
                     if isinstance(error, UpstreamRateLimited) and (
@@ -179,12 +180,14 @@ class UpstreamClient:
             return error.retry_after
         return float(_BACKOFF_BASE * 2 ** (attempt - 1) * (0.5 + random.random()))
 
-    async def _send(self, method: str, path: str, scope: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _send(
+        self, method: str, path: str, scope: str, headers: dict[str, str], follow_redirects: bool
+    ) -> aiohttp.ClientResponse:
         """Send once, answering one authentication challenge and following redirects."""
-        url = self.base.with_path(path, encoded=False)
+        url = self.base.join(URL(path))
         authorization = await self.auth.authorization(scope)
         for _challenge_round in range(2):
-            response = await self._send_following_redirects(method, url, headers, authorization)
+            response = await self._send_following_redirects(method, url, headers, authorization, follow_redirects)
             if response.status != 401:
                 break
             challenge = response.headers.get("WWW-Authenticate")
@@ -208,7 +211,7 @@ class UpstreamClient:
         raise UpstreamUnavailable(self.name, f"{method} {path} answered {status}", status)
 
     async def _send_following_redirects(
-        self, method: str, url: URL, headers: dict[str, str], authorization: str | None
+        self, method: str, url: URL, headers: dict[str, str], authorization: str | None, follow_redirects: bool
     ) -> aiohttp.ClientResponse:
         origin = url.origin()
         for _hop in range(_MAX_REDIRECTS + 1):
@@ -227,7 +230,11 @@ class UpstreamClient:
                 raise UpstreamUnavailable(
                     self.name, f"{method} {url.path} failed: {type(error).__name__}: {error}"
                 ) from None
-            if response.status not in (301, 302, 303, 307, 308) or "Location" not in response.headers:
+            if (
+                not follow_redirects
+                or response.status not in (301, 302, 303, 307, 308)
+                or "Location" not in response.headers
+            ):
                 return response
             location = response.headers["Location"]
             response.release()

@@ -1,9 +1,15 @@
-"""Durations in configuration and flags: `0`, `30s`, `5m`, `24h`, `1h30m`, `500ms`."""
+"""Durations and sizes in configuration and flags.
+
+Durations: `0`, `30s`, `5m`, `24h`, `1h30m`, `500ms`. Sizes: bytes as an integer, or
+`512KiB`, `4MiB`, `1GiB` (binary units).
+"""
 
 from __future__ import annotations
 
 import re
 
+_SIZE_RE = re.compile(r"\s*([0-9]{1,19})\s*(B|KiB|MiB|GiB|TiB)?\s*")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 _PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -41,3 +47,14 @@ def format_duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds}s"
+
+
+def parse_size(value: object) -> int:
+    """Return a size in bytes, raising ValueError with the accepted forms."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.fullmatch(value)
+        if match is not None:
+            return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    raise ValueError(f"invalid size {value!r}; expected bytes as an integer or a string such as '64MiB'")
