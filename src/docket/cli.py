@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import logging
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+
+import aiohttp
 
 from docket import __version__
+from docket.commands.http import DEFAULT_SERVER, CommandError, report
 from docket.config import Config, ConfigError, build_rules, load_config, parse_listen
 from docket.units import parse_duration
 
@@ -59,11 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--referrers-ttl", metavar="DURATION", help="default time cached referrers are served unchecked (default 1h)"
     )
+    server_help = f"URL of the running Docket (default {DEFAULT_SERVER})"
     refresh = commands.add_parser("refresh", help="revalidate a cached tag against its upstream now")
     refresh.add_argument("reference", metavar="REPOSITORY:TAG", help="for example docker.io/library/alpine:3")
-    refresh.add_argument(
-        "--server", default="http://127.0.0.1:5000", help="URL of the running Docket (default http://127.0.0.1:5000)"
-    )
+    refresh.add_argument("--server", default=DEFAULT_SERVER, help=server_help)
+
+    warm = commands.add_parser("warm", help="pull images and all their referrers into the cache")
+    warm.add_argument("references", nargs="+", metavar="REFERENCE", help="REPOSITORY:TAG or REPOSITORY@DIGEST")
+    warm.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="only this platform of a multi-platform index")
+    warm.add_argument("--server", default=DEFAULT_SERVER, help=server_help)
+
+    inspect = commands.add_parser("inspect", help="print an image's cached tree with its referrers")
+    inspect.add_argument("reference", metavar="REFERENCE", help="REPOSITORY:TAG or REPOSITORY@DIGEST")
+    inspect.add_argument("--server", default=DEFAULT_SERVER, help=server_help)
     return parser
 
 
@@ -71,25 +79,27 @@ def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "serve":
         return _serve(arguments)
-    if arguments.command == "refresh":
-        return _refresh(arguments)
+    if arguments.command in ("refresh", "warm", "inspect"):
+        return _run_client_command(arguments)
     return 2
 
 
-def _refresh(arguments: argparse.Namespace) -> int:
-    url = f"{arguments.server.rstrip('/')}/_docket/refresh?" + urlencode({"reference": arguments.reference})
-    request = urllib.request.Request(url, method="POST")
+def _run_client_command(arguments: argparse.Namespace) -> int:
+    from docket.commands import inspect, refresh, warm
+
+    command = arguments.command
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            result = json.load(response)
-    except urllib.error.HTTPError as error:
-        body = error.read().decode(errors="replace")
-        print(f"docket refresh: {arguments.reference}: HTTP {error.code}: {body}", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as error:
-        print(f"docket refresh: cannot reach {arguments.server}: {error}", file=sys.stderr)
-        return 1
-    print(f"{result['reference']} -> {result['digest']} ({result['result']})")
+        if command == "refresh":
+            output = asyncio.run(refresh.refresh(arguments.server, arguments.reference))
+        elif command == "warm":
+            output = asyncio.run(warm.warm(arguments.server, arguments.references, arguments.platform))
+        else:
+            output = asyncio.run(inspect.inspect(arguments.server, arguments.reference))
+    except CommandError as error:
+        return report(error, command)
+    except aiohttp.ClientError as error:
+        return report(CommandError(f"cannot reach {arguments.server}: {error}"), command)
+    print(output)
     return 0
 
 

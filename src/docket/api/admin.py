@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from docket.api.context import CACHE
+from docket.api.context import CACHE, REGISTRY
 from docket.api.responses import json_response
 from docket.errors import ErrorCode, RegistryError
+from docket.oci.digest import Digest
 from docket.oci.reference import is_valid_tag, validate_repository
+from docket.referrers.inspect import manifest_tree
 
 
 def split_reference(text: str) -> tuple[str, str]:
@@ -30,3 +32,33 @@ async def refresh(request: web.Request) -> web.StreamResponse:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, f"{name} is not under any pull-through rule", status=404)
     decision, stored = await cache.manifests.refresh(target, tag)
     return json_response({"reference": f"{name}:{tag}", "digest": stored.record.digest, "result": decision})
+
+
+def split_any_reference(text: str) -> tuple[str, str]:
+    """Split `repository:tag` or `repository@digest`."""
+    if "@" in text:
+        name, _, digest = text.partition("@")
+        Digest.parse(digest)
+        return validate_repository(name), digest
+    return split_reference(text)
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    """Describe the cached tree of an image: manifests, platform children, referrers, policy."""
+    name, reference = split_any_reference(request.query.get("reference", ""))
+    registry = request.app[REGISTRY]
+    cache = request.app.get(CACHE)
+    target = cache.resolve(name) if cache is not None else None
+    repository = target.repository if target is not None else name
+    digest = reference if ":" in reference else await registry.metadata.tag_resolve(repository, reference)
+    if digest is None:
+        raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"{name}:{reference} is not in the cache")
+    tree = await manifest_tree(registry, cache, target, repository, digest)
+    return json_response(
+        {
+            "reference": f"{name}{'@' if ':' in reference else ':'}{reference}",
+            "rule": target.rule.prefix if target is not None else None,
+            "upstream": target.rule.url if target is not None else None,
+            "manifest": tree,
+        }
+    )

@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 from docket.api.context import CACHE, NAMESPACE_KEY, REGISTRY
 from docket.api.responses import API_VERSION_HEADER, error_response
 from docket.api.routes import dispatch
+from docket.cache import status as cache_status
 from docket.cache.service import PullThroughCache
 from docket.errors import RegistryError
 from docket.registry import Registry
@@ -17,8 +18,12 @@ from docket.registry import Registry
 log = logging.getLogger(__name__)
 
 
+CACHE_STATUS_KEY = "docket.cache_status"
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[CACHE_STATUS_KEY] = cache_status.start_request()
     try:
         return await handler(request)
     except RegistryError as error:
@@ -37,6 +42,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault(*API_VERSION_HEADER)
+    record = request.get(CACHE_STATUS_KEY)
+    value = cache_status.header_value(record) if record else None
+    if value is not None:
+        response.headers["Cache-Status"] = value
     namespace = request.get(NAMESPACE_KEY)
     if namespace is not None:
         response.headers["OCI-Namespace"] = namespace

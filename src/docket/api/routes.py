@@ -62,6 +62,7 @@ ROUTES = (
     ),
     Route(re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest_text>[^/]+)$"), {"GET": referrers.referrers_get}),
     Route(re.compile(r"^/_docket/refresh$"), {"POST": admin.refresh}),
+    Route(re.compile(r"^/_docket/inspect$"), {"GET": admin.inspect}),
 )
 
 

@@ -10,6 +10,7 @@ from docket import metrics
 from docket.cache.errors import client_error
 from docket.cache.fills import BlobFill, FillManager
 from docket.cache.rules import CacheTarget
+from docket.cache.status import record_decision
 from docket.errors import ErrorCode, RegistryError
 from docket.metadata.base import MetadataStore
 from docket.oci.digest import Digest
@@ -40,6 +41,7 @@ class CachedBlobs:
 
     def _decision(self, target: CacheTarget, decision: str, digest: Digest, status: str = "-") -> None:
         metrics.CACHE_DECISIONS.labels(target.rule.prefix, "blob", decision).inc()
+        record_decision(decision)
         log.info(
             "cache %s: blob %s in %s (upstream %s, status %s)",
             decision,

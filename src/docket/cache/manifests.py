@@ -16,6 +16,7 @@ from docket import metrics
 from docket.cache.coalesce import Coalescer
 from docket.cache.errors import client_error
 from docket.cache.rules import TAG_DELETED_FORGET, CacheTarget
+from docket.cache.status import record_decision
 from docket.errors import ErrorCode, RegistryError
 from docket.metadata.base import SOURCE_CACHE, ManifestPut, ManifestRecord, MetadataStore, TagRecord
 from docket.oci import mediatypes
@@ -53,6 +54,7 @@ class CachedManifests:
 
     def _decision(self, target: CacheTarget, decision: str, reference: str, status: str = "-") -> None:
         metrics.CACHE_DECISIONS.labels(target.rule.prefix, "manifest", decision).inc()
+        record_decision(decision)
         level = logging.WARNING if decision in ("stale", "upstream_error") else logging.INFO
         log.log(
             level,

@@ -1,0 +1,1 @@
+"""Client commands of the `docket` CLI that talk to a running Docket server."""
