@@ -6,11 +6,12 @@ Durations: `0`, `30s`, `5m`, `24h`, `1h30m`, `500ms`. Sizes: bytes as an integer
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_RE = re.compile(r"\s*([0-9]{1,19})\s*(B|KiB|MiB|GiB|TiB)?\s*")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
-_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -19,8 +20,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"invalid duration {value!r}: must not be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"invalid duration {value!r}: must not be negative and must be finite")
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"invalid duration {value!r}")
@@ -34,7 +35,7 @@ def parse_duration(value: object) -> float:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
-    if position != len(text) or not text:
+    if position != len(text) or not text or not math.isfinite(total):
         raise ValueError(f"invalid duration {value!r}: use a number with a unit such as 30s, 5m, 24h or 1h30m, or 0")
     return total
 

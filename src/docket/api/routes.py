@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from docket.api import admin, blobs, listing, manifests, referrers, uploads
+from docket.api import admin, blobs, listing, manifests, operations, referrers, uploads
 from docket.api.context import CACHE, NAMESPACE_KEY, TARGET_KEY
 from docket.api.responses import json_response
 from docket.errors import ErrorCode, RegistryError
@@ -63,6 +63,9 @@ ROUTES = (
     Route(re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest_text>[^/]+)$"), {"GET": referrers.referrers_get}),
     Route(re.compile(r"^/_docket/refresh$"), {"POST": admin.refresh}),
     Route(re.compile(r"^/_docket/inspect$"), {"GET": admin.inspect}),
+    Route(re.compile(r"^/metrics$"), {"GET": operations.metrics}),
+    Route(re.compile(r"^/healthz$"), {"GET": operations.healthz, "HEAD": operations.healthz}),
+    Route(re.compile(r"^/readyz$"), {"GET": operations.readyz, "HEAD": operations.readyz}),
 )
 
 

@@ -41,7 +41,7 @@ class CachedBlobs:
 
     def _decision(self, target: CacheTarget, decision: str, digest: Digest, status: str = "-") -> None:
         metrics.CACHE_DECISIONS.labels(target.rule.prefix, "blob", decision).inc()
-        record_decision(decision)
+        record_decision(decision, status)
         log.info(
             "cache %s: blob %s in %s (upstream %s, status %s)",
             decision,

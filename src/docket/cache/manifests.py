@@ -54,7 +54,7 @@ class CachedManifests:
 
     def _decision(self, target: CacheTarget, decision: str, reference: str, status: str = "-") -> None:
         metrics.CACHE_DECISIONS.labels(target.rule.prefix, "manifest", decision).inc()
-        record_decision(decision)
+        record_decision(decision, status)
         level = logging.WARNING if decision in ("stale", "upstream_error") else logging.INFO
         log.log(
             level,

@@ -78,7 +78,12 @@ class Rule:
         if self.namespace:
             return self.namespace
         first = self.prefix.split("/", 1)[0]
-        return first if "." in first or ":" in first else self.host
+        return first if self.names_host else self.host
+
+    @property
+    def names_host(self) -> bool:
+        """Whether the namespace was named (`namespace`, or a prefix such as `ghcr.io`), not taken from the URL."""
+        return bool(self.namespace) or "." in self.prefix.split("/", 1)[0]
 
     def upstream_repository(self, remainder: str) -> str:
         if self.library_prefix and remainder and "/" not in remainder:
@@ -120,14 +125,18 @@ class RuleSet:
                 raise RuleError(f"rules: prefix {rule.prefix!r} is defined twice; each prefix may have one rule")
             seen[rule.prefix] = rule
         namespaces: dict[str, Rule] = {}
-        for rule in rules:
+        # Namespaces named by the configuration come first and must be unique. One
+        # taken from a rule's URL applies only where no rule names that host, so a
+        # `team` rule for https://ghcr.io leaves mirror requests to the `ghcr.io` rule.
+        for rule in sorted(rules, key=lambda rule: not rule.names_host):
             other = namespaces.get(rule.mirror_namespace)
-            if other is not None:
+            if other is None:
+                namespaces[rule.mirror_namespace] = rule
+            elif rule.names_host or not other.names_host:
                 raise RuleError(
                     f"rules: prefixes {other.prefix!r} and {rule.prefix!r} both answer mirror requests for "
                     f"{rule.mirror_namespace!r}; set a distinct `namespace` on one of them"
                 )
-            namespaces[rule.mirror_namespace] = rule
         self.rules = sorted(rules, key=lambda rule: len(rule.prefix), reverse=True)
         self._by_namespace = namespaces
         self.default: Rule | None = None
@@ -153,7 +162,19 @@ class RuleSet:
                     f"Docket has no pull-through rule for registry {namespace[:200]!r}; "
                     "it only mirrors the registries its rules name",
                 )
-            return CacheTarget(rule, f"{rule.prefix}/{name}", rule.upstream_repository(name))
+            target = CacheTarget(rule, f"{rule.prefix}/{name}", rule.upstream_repository(name))
+            # The same repository must mean the same upstream content with and without `ns`.
+            direct = self._resolve_name(target.repository)
+            if direct != target:
+                raise RegistryError(
+                    ErrorCode.DENIED,
+                    f"mirror request for {name[:200]!r} on {namespace[:200]!r} would be stored as "
+                    f"{target.repository}, which another rule or a hosted repository owns",
+                )
+            return target
+        return self._resolve_name(name)
+
+    def _resolve_name(self, name: str) -> CacheTarget | None:
         for rule in self.rules:
             if name == rule.prefix or name.startswith(rule.prefix + "/"):
                 remainder = name[len(rule.prefix) + 1 :]

@@ -27,11 +27,13 @@ def start_request() -> dict[str, str]:
     return record
 
 
-def record_decision(decision: str) -> None:
+def record_decision(decision: str, upstream_status: str | None = None) -> None:
     """Remember the first cache decision made for the current request."""
     record = _DECISION.get()
     if record is not None and "decision" not in record:
         record["decision"] = decision
+        if upstream_status is not None and upstream_status != "-":
+            record["upstream_status"] = upstream_status
 
 
 def header_value(record: dict[str, str]) -> str | None:

@@ -50,6 +50,9 @@ class ContentStore(Protocol):
     async def open(self) -> None:
         """Prepare the store and remove temporary files left by an earlier crash."""
 
+    async def ping(self) -> None:
+        """Raise if the store cannot be used."""
+
     async def size(self, digest: Digest) -> int | None:
         """Return the size of committed content, or None if the store does not hold it."""
 

@@ -55,6 +55,17 @@ class FilesystemStore:
         if removed:
             log.info("removed %d temporary files left by an earlier run in %s", removed, self._tmp)
 
+    async def ping(self) -> None:
+        """Check that the data directory exists and a file can be created in it."""
+        await asyncio.to_thread(self._ping_sync)
+
+    def _ping_sync(self) -> None:
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="ping-")
+        os.close(fd)
+        os.unlink(name)
+        if not self._blobs.is_dir():
+            raise FileNotFoundError(f"{self._blobs} is missing")
+
     def _path(self, digest: Digest) -> Path:
         return self._blobs / digest.algorithm / digest.encoded[:2] / digest.encoded
 
