@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +14,7 @@ import aiohttp
 from docket import __version__
 from docket.commands.http import DEFAULT_SERVER, CommandError, report
 from docket.config import Config, ConfigError, build_rules, load_config, parse_listen
+from docket.logs import setup_logging
 from docket.units import parse_duration
 
 
@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         help="minimum level of log messages (default info)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as readable text or one JSON object each (default text)",
     )
     serve.add_argument(
         "--upstream",
@@ -117,6 +122,8 @@ def _apply_flags(config: Config, arguments: argparse.Namespace) -> Config:
         config = replace(config, data_dir=arguments.data_dir)
     if arguments.log_level is not None:
         config = replace(config, log_level=arguments.log_level)
+    if arguments.log_format is not None:
+        config = replace(config, log_format=arguments.log_format)
     cache = config.cache
     for flag, name in (("--tag-ttl", "tag_ttl"), ("--referrers-ttl", "referrers_ttl")):
         value = getattr(arguments, name)
@@ -148,11 +155,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"docket: invalid configuration: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # Alembic reports every plugin and migration step at INFO; only problems matter here.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging(config.log_level, config.log_format)
     from docket.server import serve
 
     serve(config)

@@ -57,6 +57,7 @@ class Config:
     listen: Listen = field(default_factory=lambda: parse_listen(DEFAULT_LISTEN, "listen"))
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     log_level: str = "info"
+    log_format: str = "text"
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     rule_tables: tuple[dict[str, Any], ...] = ()
@@ -180,7 +181,7 @@ def _cache_settings(table: Any) -> CacheSettings:
 
 def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
     """Build a Config from a parsed TOML document; relative paths resolve against `base_dir`."""
-    _check_keys(document, {"listen", "data_dir", "log_level", "registry", "cache", "rules"}, "")
+    _check_keys(document, {"listen", "data_dir", "log_level", "log_format", "registry", "cache", "rules"}, "")
     config = Config(config_dir=base_dir)
     if "listen" in document:
         config = replace(
@@ -194,6 +195,11 @@ def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
         if level.lower() not in _LOG_LEVELS:
             raise ConfigError(f"log_level: invalid value {level!r}; expected one of {', '.join(_LOG_LEVELS)}")
         config = replace(config, log_level=level.lower())
+    if "log_format" in document:
+        log_format = _expect(document["log_format"], str, "log_format", "a string")
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"log_format: invalid value {log_format!r}; expected 'text' or 'json'")
+        config = replace(config, log_format=log_format)
     if "registry" in document:
         config = replace(config, registry=_registry_settings(document["registry"]))
     if "cache" in document:

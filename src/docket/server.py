@@ -9,6 +9,7 @@ import signal
 import uvloop
 from aiohttp import web
 
+from docket.api.access_log import AccessLogger
 from docket.api.app import create_app
 from docket.cache.service import PullThroughCache
 from docket.config import Config, build_rules
@@ -56,7 +57,7 @@ async def _serve(config: Config) -> None:
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("docket.access"),
-        access_log_format='%a "%r" %s %b %Tfs',
+        access_log_class=AccessLogger,
         handle_signals=False,
     )
     await runner.setup()

@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from docket.api.access_log import CACHE_STATUS_KEY, request_id
 from docket.api.context import CACHE, NAMESPACE_KEY, REGISTRY
 from docket.api.responses import API_VERSION_HEADER, error_response
 from docket.api.routes import dispatch
@@ -18,17 +19,15 @@ from docket.registry import Registry
 log = logging.getLogger(__name__)
 
 
-CACHE_STATUS_KEY = "docket.cache_status"
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id(request)
     request[CACHE_STATUS_KEY] = cache_status.start_request()
     try:
         return await handler(request)
     except RegistryError as error:
         if error.status >= 500:
-            log.error("%s %s failed: %s", request.method, request.path, error.message)
+            log.warning("%s %s failed: %s", request.method, request.path, error.message)
         return error_response(error, head=request.method == "HEAD")
     except web.HTTPException:
         raise
@@ -42,6 +41,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault(*API_VERSION_HEADER)
+    response.headers["X-Request-Id"] = request_id(request)
     record = request.get(CACHE_STATUS_KEY)
     value = cache_status.header_value(record) if record else None
     if value is not None:
