@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the registry server")
-    serve.add_argument("--config", type=Path, help="TOML configuration file (see docs/configuration.md)")
+    config_help = "TOML configuration file (default: $DOCKET_CONFIG; see docs/configuration.md)"
+    serve.add_argument("--config", type=Path, help=config_help)
     serve.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:5000)")
     serve.add_argument("--data-dir", type=Path, help="directory for content and metadata (default ./docket-data)")
     serve.add_argument(
@@ -65,6 +67,25 @@ def _parser() -> argparse.ArgumentParser:
         "--referrers-ttl", metavar="DURATION", help="default time cached referrers are served unchecked (default 1h)"
     )
     server_help = f"URL of the running Docket (default {DEFAULT_SERVER})"
+
+    config_command = commands.add_parser("config", help="validate or print configuration")
+    config_actions = config_command.add_subparsers(dest="action", required=True)
+    config_check = config_actions.add_parser("check", help="validate a configuration file without starting")
+    config_check.add_argument("file", type=Path, help="TOML configuration file")
+    config_show = config_actions.add_parser("show", help="print the effective configuration, secrets redacted")
+    config_show.add_argument("--config", type=Path, help=config_help)
+
+    rules = commands.add_parser("rules", help="list pull-through rules or check their upstreams")
+    rules_actions = rules.add_subparsers(dest="action", required=True)
+    rules_list = rules_actions.add_parser("list", help="print every rule")
+    rules_list.add_argument("--config", type=Path, help=config_help)
+    rules_check = rules_actions.add_parser("check", help="contact each rule's upstream: reachability, auth, referrers")
+    rules_check.add_argument("prefix", nargs="?", help="check only the rule with this prefix")
+    rules_check.add_argument("--config", type=Path, help=config_help)
+    rules_check.add_argument("--repository", help="upstream repository for the referrers API probe")
+
+    status = commands.add_parser("status", help="print cache size, hit ratio, upstream health and recent problems")
+    status.add_argument("--server", default=DEFAULT_SERVER, help=server_help)
     refresh = commands.add_parser("refresh", help="revalidate a cached tag against its upstream now")
     refresh.add_argument("reference", metavar="REPOSITORY:TAG", help="for example docker.io/library/alpine:3")
     refresh.add_argument("--server", default=DEFAULT_SERVER, help=server_help)
@@ -84,18 +105,77 @@ def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "serve":
         return _serve(arguments)
-    if arguments.command in ("refresh", "warm", "inspect"):
+    if arguments.command in ("refresh", "warm", "inspect", "status"):
         return _run_client_command(arguments)
+    if arguments.command == "config":
+        return _config_command(arguments)
+    if arguments.command == "rules":
+        return _rules_command(arguments)
     return 2
 
 
+def _config_path(arguments: argparse.Namespace) -> Path | None:
+    if arguments.config is not None:
+        return Path(arguments.config)
+    from_environment = os.environ.get("DOCKET_CONFIG")
+    return Path(from_environment) if from_environment else None
+
+
+def _effective_config(arguments: argparse.Namespace) -> Config:
+    return load_config(_config_path(arguments), os.environ)
+
+
+def _config_command(arguments: argparse.Namespace) -> int:
+    from docket.commands import config_cmd
+
+    if arguments.action == "check":
+        valid, report_text = config_cmd.check(arguments.file)
+        print(report_text, file=sys.stdout if valid else sys.stderr)
+        return 0 if valid else 2
+    try:
+        print(config_cmd.show(_effective_config(arguments)))
+    except ConfigError as error:
+        print(f"docket: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _rules_command(arguments: argparse.Namespace) -> int:
+    from docket.commands import rules_cmd
+
+    try:
+        rules = build_rules(_effective_config(arguments))
+    except ConfigError as error:
+        print(f"docket: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    if arguments.action == "list":
+        print(rules_cmd.list_rules(rules))
+        return 0
+    selected = [rule for rule in rules.rules if arguments.prefix in (None, rule.prefix)]
+    if not selected:
+        print(f"docket rules check: no rule has the prefix {arguments.prefix!r}", file=sys.stderr)
+        return 2
+
+    async def check_all() -> bool:
+        all_ok = True
+        for rule in sorted(selected, key=lambda rule: rule.prefix):
+            ok, lines = await rules_cmd.check_rule(rule, arguments.repository)
+            print("\n".join(lines), flush=True)
+            all_ok &= ok
+        return all_ok
+
+    return 0 if asyncio.run(check_all()) else 1
+
+
 def _run_client_command(arguments: argparse.Namespace) -> int:
-    from docket.commands import inspect, refresh, warm
+    from docket.commands import inspect, refresh, status, warm
 
     command = arguments.command
     try:
         if command == "refresh":
             output = asyncio.run(refresh.refresh(arguments.server, arguments.reference))
+        elif command == "status":
+            output = asyncio.run(status.status(arguments.server))
         elif command == "warm":
             output = asyncio.run(warm.warm(arguments.server, arguments.references, arguments.platform))
         else:
@@ -151,7 +231,7 @@ def _apply_flags(config: Config, arguments: argparse.Namespace) -> Config:
 
 def _serve(arguments: argparse.Namespace) -> int:
     try:
-        config = _apply_flags(load_config(arguments.config), arguments)
+        config = _apply_flags(_effective_config(arguments), arguments)
     except ConfigError as error:
         print(f"docket: invalid configuration: {error}", file=sys.stderr)
         return 2

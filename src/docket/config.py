@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ class Config:
     """`--upstream-credentials PREFIX=USER:PASSWORD` flags."""
     cli_require_referrers: tuple[str, ...] = ()
     """`--require-referrers TYPE[,TYPE...]`: the policy for every rule."""
+
+    def extra_sections(self) -> list[tuple[str, dict[str, Any]]]:
+        """Further `[table]` sections for `docket config show`."""
+        return []
 
 
 def build_rules(config: Config) -> RuleSet:
@@ -211,10 +216,46 @@ def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
     return config
 
 
-def load_config(path: Path | None) -> Config:
-    """Read the TOML file at `path`, or return the defaults when `path` is None."""
-    if path is None:
-        return Config()
+ENV_PREFIX = "DOCKET_"
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn `DOCKET_<KEY>` and `DOCKET_<TABLE>__<KEY>` variables into a partial document.
+
+    Values are read as TOML values where they parse (`500`, `true`, `"x"`), else as
+    strings, so `DOCKET_CACHE__TAG_TTL=30s` and `DOCKET_REGISTRY__MAX_PAGE_SIZE=500` work.
+    `DOCKET_CONFIG` names the file and is not a key.
+    """
+    document: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "DOCKET_CONFIG" or name.startswith("DOCKET_TEST_"):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        try:
+            value: Any = tomllib.loads(f"value = {raw}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        table = document
+        for part in path[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{name}: conflicts with another DOCKET_ variable")
+        table[path[-1]] = value
+    return document
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Parse a TOML configuration file, raising ConfigError with the file name."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -222,10 +263,51 @@ def load_config(path: Path | None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: invalid TOML: the file is not UTF-8 text") from None
     try:
-        document = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from None
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file at `path` (defaults when None) with environment overrides applied.
+
+    Without `environ`, no environment variables are read.
+    """
+    document = read_document(path) if path is not None else {}
+    base_dir = path.parent.resolve() if path is not None else Path.cwd()
+    if environ is not None:
+        try:
+            document = _merge(document, env_overrides(environ))
+        except ConfigError as error:
+            raise ConfigError(f"environment: {error}") from None
     try:
-        return config_from_mapping(document, path.parent.resolve())
+        return config_from_mapping(document, base_dir)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: {error}" if path is not None else str(error)) from None
+
+
+def check_document(document: dict[str, Any], base_dir: Path) -> list[str]:
+    """Validate a configuration document and return every problem found, not only the first."""
+    problems: list[str] = []
+
+    def attempt(partial: dict[str, Any]) -> None:
+        try:
+            config_from_mapping(partial, base_dir)
+        except ConfigError as error:
+            problems.append(str(error))
+
+    no_embedded = {"cache": {"embedded_rules": False}}
+    for key, value in document.items():
+        if key in ("registry", "cache") and isinstance(value, dict):
+            for inner, inner_value in value.items():
+                attempt(_merge(no_embedded, {key: {inner: inner_value}}))
+        elif key == "rules" and isinstance(value, list):
+            for index, table in enumerate(value):
+                before = len(problems)
+                attempt(_merge(no_embedded, {"rules": [table]}))
+                problems[before:] = [problem.replace("rules[0]", f"rules[{index}]") for problem in problems[before:]]
+        else:
+            attempt(_merge(no_embedded, {key: value}))
+    if not problems:
+        attempt(document)  # problems that only show together, such as duplicate prefixes
+    return list(dict.fromkeys(problems))

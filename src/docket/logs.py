@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,12 +74,33 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class RecentProblems(logging.Handler):
+    """Keeps the last warnings and errors in memory for `docket status`."""
+
+    def __init__(self, capacity: int = 20) -> None:
+        super().__init__(logging.WARNING)
+        self.entries: deque[dict[str, str]] = deque(maxlen=capacity)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entries.append(
+            {
+                "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+RECENT_PROBLEMS = RecentProblems()
+
+
 def setup_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else HumanFormatter())
     handler.addFilter(RateLimitFilter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler, RECENT_PROBLEMS]
     root.setLevel(level.upper())
     # Alembic reports every plugin and migration step at INFO; only problems matter here.
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from docket.api.context import REGISTRY
+from docket import metrics as counters
+from docket.api.context import CACHE, REGISTRY
 from docket.api.responses import json_response
+from docket.logs import RECENT_PROBLEMS
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +43,51 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         log.warning("not ready: %s", "; ".join(problems))
         return json_response({"status": "unavailable", "problems": problems}, status=503)
     return json_response({"status": "ok"})
+
+
+def _hit_ratio() -> float | None:
+    hits = misses = 0.0
+    for family in counters.CACHE_DECISIONS.collect():
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            decision = sample.labels.get("decision")
+            if decision in ("hit", "revalidated", "stale"):
+                hits += sample.value
+            elif decision in ("miss", "coalesced"):
+                misses += sample.value
+    total = hits + misses
+    return hits / total if total else None
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    """Summarize the store, the cache's hit ratio, upstream health and recent problems."""
+    registry = request.app[REGISTRY]
+    cache = request.app.get(CACHE)
+    counts = await registry.metadata.count_rows()
+    upstreams = []
+    if cache is not None:
+        for prefix, client in sorted(cache.clients.items()):
+            health = client.health
+            upstreams.append(
+                {
+                    "rule": prefix,
+                    "url": client.rule.url,
+                    "last_status": health.last_status,
+                    "last_success": _iso(health.last_success),
+                    "last_failure": _iso(health.last_failure),
+                    "last_error": health.last_error,
+                }
+            )
+    body = {
+        "store": {"bytes": counts.pop("blob_bytes", 0), "objects": counts},
+        "hit_ratio": _hit_ratio(),
+        "fills_in_progress": counters.FILLS_IN_PROGRESS._value.get(),
+        "upstreams": upstreams,
+        "recent_problems": list(RECENT_PROBLEMS.entries),
+    }
+    return json_response(body)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None

@@ -64,6 +64,7 @@ ROUTES = (
     Route(re.compile(r"^/_docket/refresh$"), {"POST": admin.refresh}),
     Route(re.compile(r"^/_docket/inspect$"), {"GET": admin.inspect}),
     Route(re.compile(r"^/metrics$"), {"GET": operations.metrics}),
+    Route(re.compile(r"^/_docket/status$"), {"GET": operations.status}),
     Route(re.compile(r"^/healthz$"), {"GET": operations.healthz, "HEAD": operations.healthz}),
     Route(re.compile(r"^/readyz$"), {"GET": operations.readyz, "HEAD": operations.readyz}),
 )

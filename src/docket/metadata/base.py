@@ -69,6 +69,9 @@ class MetadataStore(Protocol):
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
 
+    async def count_rows(self) -> dict[str, int]:
+        """Return row counts per table and `blob_bytes`, the total size of stored blobs."""
+
     # Blobs
 
     async def blob_link(self, repository: str, digest: str, size: int) -> None:

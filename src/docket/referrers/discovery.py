@@ -100,7 +100,7 @@ class ReferrerDiscovery:
         supported = self.api_supported(upstream)
         if supported is not False:
             try:
-                found.referrers = await self._from_api(client, target, subject)
+                found.referrers = await self.list_from_api(client, target, subject)
                 if supported is None:
                     self.probes += 1
                     self._remember(upstream, True)
@@ -134,7 +134,8 @@ class ReferrerDiscovery:
         metrics.REFERRER_SYNC_FAILURES.labels(client.name).inc()
         log.warning("discovering referrers of %s@%s via %s failed: %s", target.repository, subject, what, error)
 
-    async def _from_api(self, client: UpstreamClient, target: CacheTarget, subject: Digest) -> list[FoundReferrer]:
+    async def list_from_api(self, client: UpstreamClient, target: CacheTarget, subject: Digest) -> list[FoundReferrer]:
+        """List referrers with the referrers API; raise ApiNotSupported if the upstream lacks it."""
         path: str | None = f"/v2/{target.upstream_repository}/referrers/{subject}"
         referrers: list[FoundReferrer] = []
         pages = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -48,6 +49,24 @@ MANIFEST_ACCEPT = ", ".join(
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_REDIRECTS = 5
 _BACKOFF_BASE = 0.2
+
+
+@dataclass(slots=True)
+class UpstreamHealth:
+    """The outcome of the latest requests to an upstream, for `docket status`."""
+
+    last_status: str | None = None
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_error: str | None = None
+
+    def record(self, status: str, error: str | None = None) -> None:
+        self.last_status = status
+        if error is None:
+            self.last_success = time.time()
+        else:
+            self.last_failure = time.time()
+            self.last_error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +111,7 @@ class UpstreamClient:
         )
         self._session: aiohttp.ClientSession | None = None
         self._auth: Authenticator | None = None
+        self.health = UpstreamHealth()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -198,6 +218,8 @@ class UpstreamClient:
             authorization = await self.auth.authorization(scope)
         status = response.status
         metrics.UPSTREAM_REQUESTS.labels(self.name, method, str(status)).inc()
+        failed = status >= 500 or status == 429
+        self.health.record(str(status), f"{method} {path} answered {status}" if failed else None)
         if 200 <= status < 300:
             return response
         response.release()
@@ -224,9 +246,11 @@ class UpstreamClient:
                 )
             except TimeoutError:
                 metrics.UPSTREAM_REQUESTS.labels(self.name, method, "timeout").inc()
+                self.health.record("timeout", f"{method} {url.path} timed out")
                 raise UpstreamUnavailable(self.name, f"{method} {url.path} timed out") from None
             except aiohttp.ClientError as error:
                 metrics.UPSTREAM_REQUESTS.labels(self.name, method, "error").inc()
+                self.health.record("error", f"{method} {url.path} failed: {type(error).__name__}")
                 raise UpstreamUnavailable(
                     self.name, f"{method} {url.path} failed: {type(error).__name__}: {error}"
                 ) from None
