@@ -12,7 +12,7 @@ from docket.cache.fills import BlobFill, FillManager
 from docket.cache.rules import CacheTarget
 from docket.cache.status import record_decision
 from docket.errors import ErrorCode, RegistryError
-from docket.metadata.base import MetadataStore
+from docket.metadata.base import SOURCE_CACHE, MetadataStore
 from docket.oci.digest import Digest
 from docket.storage.base import ContentStore
 from docket.upstream.client import UpstreamClient
@@ -75,7 +75,7 @@ class CachedBlobs:
         if size is not None:
             # The store has these bytes from another repository and the upstream
             # confirmed this repository has them too, so link instead of refetching.
-            await self.metadata.blob_link(target.repository, str(digest), size)
+            await self.metadata.blob_link(target.repository, str(digest), size, SOURCE_CACHE)
             self._decision(target, "hit", digest, "200")
             return size
         if upstream_size is None:
@@ -102,7 +102,7 @@ class CachedBlobs:
                 target,
                 digest,
                 self.content,
-                lambda received: self.metadata.blob_link(target.repository, str(digest), received),
+                lambda received: self.metadata.blob_link(target.repository, str(digest), received, SOURCE_CACHE),
             )
             decision = "miss"
         else:

@@ -55,7 +55,10 @@ class BlobFill:
         self.on_commit = on_commit
         self.size: int | None = None
         self.received = 0
+        self.committed = False
+        """The verified content is stored under its digest."""
         self.verified = False
+        """Stored and linked: readers may send the final byte."""
         self.error: BaseException | None = None
         self.started = asyncio.Event()
         """Set once the upstream answered (or failed), so `size` is known."""
@@ -86,9 +89,12 @@ class BlobFill:
                     metrics.UPSTREAM_BYTES.labels(self.client.name).inc(len(chunk))
                     self._notify()
             await self._pending.commit(self.size)
+            self.committed = True
+            # Link before releasing the final byte, so a client that got the whole
+            # blob finds it cached on its next request.
+            await self.on_commit(self.received)
             self.verified = True
             self._notify()
-            await self.on_commit(self.received)
             log.info(
                 "cached blob %s in %s from upstream %s (%d bytes)",
                 self.digest,
@@ -101,17 +107,12 @@ class BlobFill:
         except UpstreamError as error:
             self._fail(error)
         except Exception as error:  # DigestMismatch, SizeMismatch, OSError, metadata errors
-            if self.verified:
-                log.error(
-                    "blob %s was stored but linking it to %s failed: %s", self.digest, self.target.repository, error
-                )
-            else:
-                self._fail(error)
+            self._fail(error)
         except asyncio.CancelledError:
             self._fail(UpstreamUnavailable(self.client.name, "fill cancelled at shutdown"))
             raise
         finally:
-            if not self.verified and self._pending is not None:
+            if not self.committed and self._pending is not None:
                 await self._pending.abort()
             metrics.FILLS_IN_PROGRESS.dec()
             self.started.set()
@@ -166,7 +167,7 @@ class BlobFill:
         except FileNotFoundError:
             # Committed between the caller's check and this open: read the stored content.
             path = self.content.local_path(self.digest)
-            if path is None or not self.verified:
+            if path is None or not self.committed:
                 raise FillFailed("the fill's file disappeared") from None
             return os.open(Path(path), os.O_RDONLY)
 

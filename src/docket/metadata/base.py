@@ -74,8 +74,8 @@ class MetadataStore(Protocol):
 
     # Blobs
 
-    async def blob_link(self, repository: str, digest: str, size: int) -> None:
-        """Record committed content and link it to `repository`."""
+    async def blob_link(self, repository: str, digest: str, size: int, source: str = SOURCE_PUSH) -> None:
+        """Record committed content and link it to `repository`; a push link is never evicted."""
 
     async def blob_is_linked(self, repository: str, digest: str) -> bool: ...
 

@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from docket.metadata import migrate
-from docket.metadata.base import SOURCE_CACHE, ManifestPut, ManifestRecord, TagRecord, UpstreamReferrer
+from docket.metadata.base import SOURCE_CACHE, SOURCE_PUSH, ManifestPut, ManifestRecord, TagRecord, UpstreamReferrer
 from docket.metadata.tables import (
     blobs,
     manifest_references,
@@ -106,19 +106,29 @@ class SqlMetadataStore:
 
     # Blobs
 
-    async def blob_link(self, repository: str, digest: str, size: int) -> None:
+    async def blob_link(self, repository: str, digest: str, size: int, source: str = SOURCE_PUSH) -> None:
         async with self._write_lock, self.engine.begin() as connection:
             repository_id = await self._ensure_repository(connection, repository)
             await self._ensure_blob(connection, digest, size)
             linked = await connection.execute(
-                select(repository_blobs.c.digest).where(
+                select(repository_blobs.c.source).where(
                     repository_blobs.c.repository_id == repository_id,
                     repository_blobs.c.digest == digest,
                 )
             )
-            if linked.first() is None:
+            existing = linked.first()
+            if existing is None:
                 await connection.execute(
-                    insert(repository_blobs).values(repository_id=repository_id, digest=digest, created_at=_now())
+                    insert(repository_blobs).values(
+                        repository_id=repository_id, digest=digest, created_at=_now(), source=source
+                    )
+                )
+            elif source == SOURCE_PUSH and existing[0] != SOURCE_PUSH:
+                # A push makes the link permanent: eviction never removes pushed content.
+                await connection.execute(
+                    update(repository_blobs)
+                    .where(repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest == digest)
+                    .values(source=SOURCE_PUSH)
                 )
 
     async def blob_is_linked(self, repository: str, digest: str) -> bool:
@@ -214,7 +224,12 @@ class SqlMetadataStore:
                     await connection.execute(
                         insert(repository_blobs),
                         [
-                            {"repository_id": repository_id, "digest": digest, "created_at": _now()}
+                            {
+                                "repository_id": repository_id,
+                                "digest": digest,
+                                "created_at": _now(),
+                                "source": SOURCE_CACHE,
+                            }
                             for digest in sorted(new_links)
                         ],
                     )

@@ -36,7 +36,10 @@ blobs = Table(
     Column("digest", DIGEST, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Last time a client read it (manifest or blob, any repository), for LRU eviction.
+    Column("last_access", DateTime(timezone=True), nullable=True),
 )
+Index("ix_blobs_last_access", blobs.c.last_access)
 
 # A repository may serve a blob only through a link: pushed, mounted or referenced.
 repository_blobs = Table(
@@ -45,6 +48,9 @@ repository_blobs = Table(
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
     Column("digest", DIGEST, primary_key=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # "push" for uploads and mounts, which eviction never removes; "cache" for links
+    # made because a cached manifest references the blob or it was fetched upstream.
+    Column("source", String(16), nullable=False, server_default="push"),
 )
 Index("ix_repository_blobs_digest", repository_blobs.c.digest)
 
@@ -73,6 +79,7 @@ manifest_references = Table(
     Column("child_digest", DIGEST, primary_key=True),
     Column("child_is_manifest", Integer, nullable=False),
 )
+Index("ix_manifest_references_child", manifest_references.c.child_digest)
 
 tags = Table(
     "tags",

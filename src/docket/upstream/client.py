@@ -120,6 +120,12 @@ class UpstreamClient:
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, auto_decompress=False, trust_env=False
             )
+            # aiohttp (3.14) silently resends an idempotent request once when the
+            # server drops the connection. Docket counts and logs its own retries
+            # (and must send exactly one HEAD when revalidating), so it turns that off.
+            # NOTE: a private attribute; aiohttp has no public switch for it.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
             self._auth = Authenticator(
                 self.name,
                 (self.base.host or "").lower(),
