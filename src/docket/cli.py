@@ -84,6 +84,17 @@ def _parser() -> argparse.ArgumentParser:
     rules_check.add_argument("--config", type=Path, help=config_help)
     rules_check.add_argument("--repository", help="upstream repository for the referrers API probe")
 
+    gc = commands.add_parser("gc", help="delete unreferenced blobs and expired upload sessions")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    gc.add_argument("--server", default=DEFAULT_SERVER, help=server_help + "; GC runs inside it")
+    gc.add_argument(
+        "--offline",
+        action="store_true",
+        help="collect in the data directory of --config/--data-dir directly; no server may be using it",
+    )
+    gc.add_argument("--config", type=Path, help=config_help)
+    gc.add_argument("--data-dir", type=Path, help="data directory for --offline")
+
     status = commands.add_parser("status", help="print cache size, hit ratio, upstream health and recent problems")
     status.add_argument("--server", default=DEFAULT_SERVER, help=server_help)
     refresh = commands.add_parser("refresh", help="revalidate a cached tag against its upstream now")
@@ -107,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(arguments)
     if arguments.command in ("refresh", "warm", "inspect", "status"):
         return _run_client_command(arguments)
+    if arguments.command == "gc":
+        return _gc_command(arguments)
     if arguments.command == "config":
         return _config_command(arguments)
     if arguments.command == "rules":
@@ -123,6 +136,28 @@ def _config_path(arguments: argparse.Namespace) -> Path | None:
 
 def _effective_config(arguments: argparse.Namespace) -> Config:
     return load_config(_config_path(arguments), os.environ)
+
+
+def _gc_command(arguments: argparse.Namespace) -> int:
+    from docket.commands import gc
+
+    try:
+        if arguments.offline:
+            config = _effective_config(arguments)
+            if arguments.data_dir is not None:
+                config = replace(config, data_dir=arguments.data_dir)
+            output = asyncio.run(gc.gc_offline(config, arguments.dry_run))
+        else:
+            output = asyncio.run(gc.gc_on_server(arguments.server, arguments.dry_run))
+    except ConfigError as error:
+        print(f"docket: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    except CommandError as error:
+        return report(error, "gc")
+    except aiohttp.ClientError as error:
+        return report(CommandError(f"cannot reach {arguments.server}: {error}"), "gc")
+    print(output)
+    return 0
 
 
 def _config_command(arguments: argparse.Namespace) -> int:

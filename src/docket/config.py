@@ -46,6 +46,15 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageSettings:
+    max_size: int | None = None
+    max_age: float | None = None
+    eviction_interval: float = 60.0
+    gc_grace: float = 600.0
+    upload_expiry: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
 class CacheSettings:
     tag_ttl: float = 300.0
     referrers_ttl: float = 3600.0
@@ -61,6 +70,7 @@ class Config:
     log_format: str = "text"
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     rule_tables: tuple[dict[str, Any], ...] = ()
     """The `[[rules]]` tables as written; turned into rules by `build_rules`."""
     config_dir: Path = field(default=Path("."), compare=False)
@@ -73,7 +83,14 @@ class Config:
 
     def extra_sections(self) -> list[tuple[str, dict[str, Any]]]:
         """Further `[table]` sections for `docket config show`."""
-        return []
+        storage: dict[str, Any] = {}
+        if self.storage.max_size is not None:
+            storage["max_size"] = self.storage.max_size
+        if self.storage.max_age is not None:
+            storage["max_age"] = units.format_duration(self.storage.max_age)
+        for name in ("eviction_interval", "gc_grace", "upload_expiry"):
+            storage[name] = units.format_duration(getattr(self.storage, name))
+        return [("storage", storage)]
 
 
 def build_rules(config: Config) -> RuleSet:
@@ -184,9 +201,30 @@ def _cache_settings(table: Any) -> CacheSettings:
     return settings
 
 
+def _storage_settings(table: Any) -> StorageSettings:
+    _expect(table, dict, "storage", "a table")
+    _check_keys(table, {"max_size", "max_age", "eviction_interval", "gc_grace", "upload_expiry"}, "storage.")
+    settings = StorageSettings()
+    if "max_size" in table:
+        settings = replace(settings, max_size=parse_size(table["max_size"], "storage.max_size"))
+    for name in ("max_age", "eviction_interval", "gc_grace", "upload_expiry"):
+        if name in table:
+            try:
+                seconds = parse_duration(table[name])
+            except ValueError as error:
+                raise ConfigError(f"storage.{name}: {error}") from None
+            if name == "eviction_interval" and seconds <= 0:
+                raise ConfigError(f"storage.eviction_interval: invalid value {table[name]!r}; expected more than 0")
+            values: dict[str, Any] = {name: seconds}
+            settings = replace(settings, **values)
+    return settings
+
+
 def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
     """Build a Config from a parsed TOML document; relative paths resolve against `base_dir`."""
-    _check_keys(document, {"listen", "data_dir", "log_level", "log_format", "registry", "cache", "rules"}, "")
+    _check_keys(
+        document, {"listen", "data_dir", "log_level", "log_format", "registry", "cache", "storage", "rules"}, ""
+    )
     config = Config(config_dir=base_dir)
     if "listen" in document:
         config = replace(
@@ -209,6 +247,8 @@ def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
         config = replace(config, registry=_registry_settings(document["registry"]))
     if "cache" in document:
         config = replace(config, cache=_cache_settings(document["cache"]))
+    if "storage" in document:
+        config = replace(config, storage=_storage_settings(document["storage"]))
     if "rules" in document:
         tables = _expect(document["rules"], list, "rules", "an array of tables ([[rules]])")
         config = replace(config, rule_tables=tuple(tables))
@@ -298,7 +338,7 @@ def check_document(document: dict[str, Any], base_dir: Path) -> list[str]:
 
     no_embedded = {"cache": {"embedded_rules": False}}
     for key, value in document.items():
-        if key in ("registry", "cache") and isinstance(value, dict):
+        if key in ("registry", "cache", "storage") and isinstance(value, dict):
             for inner, inner_value in value.items():
                 attempt(_merge(no_embedded, {key: {inner: inner_value}}))
         elif key == "rules" and isinstance(value, list):

@@ -33,3 +33,9 @@ REFERRER_SYNC_FAILURES = Counter(
     "docket_referrer_sync_failures_total", "Failed referrer discoveries and syncs by upstream", ["upstream"]
 )
 POLICY_DENIALS = Counter("docket_policy_denials_total", "Manifests refused by require_referrers, by rule", ["rule"])
+STORE_BYTES = Gauge("docket_store_bytes", "Bytes of content in the store, as of the last eviction pass")
+STORE_OBJECTS = Gauge("docket_store_objects", "Blobs and manifests in the store, as of the last eviction pass")
+EVICTED_UNITS = Counter("docket_evicted_images_total", "Cached images (with their referrers) evicted")
+EVICTED_BYTES = Counter("docket_evicted_bytes_total", "Bytes of blobs deleted by eviction")
+GC_BLOBS = Counter("docket_gc_blobs_total", "Unreferenced blobs deleted by garbage collection")
+GC_BYTES = Counter("docket_gc_bytes_total", "Bytes deleted by garbage collection")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 import uvloop
@@ -13,9 +14,11 @@ from docket.api.access_log import AccessLogger
 from docket.api.app import create_app
 from docket.cache.service import PullThroughCache
 from docket.config import Config, build_rules
+from docket.maintenance.service import Maintenance
 from docket.metadata.sql import SqlMetadataStore
 from docket.registry import Limits, Registry
 from docket.storage.filesystem import FilesystemStore
+from docket.storage.lock import hold
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +52,20 @@ def build_app(config: Config) -> web.Application:
             f"/{rule.upstream_prefix}" if rule.upstream_prefix else "",
             rule.tag_ttl,
         )
-    return create_app(registry, cache)
+    storage = config.storage
+    maintenance = Maintenance(
+        registry,
+        max_size=storage.max_size,
+        max_age=storage.max_age,
+        eviction_interval=storage.eviction_interval,
+        gc_grace=storage.gc_grace,
+        upload_expiry=storage.upload_expiry,
+    )
+    return create_app(registry, cache, maintenance)
 
 
 async def _serve(config: Config) -> None:
+    lock = hold(config.data_dir, exclusive=False)
     app = build_app(config)
     runner = web.AppRunner(
         app,
@@ -75,6 +88,7 @@ async def _serve(config: Config) -> None:
         log.info("Docket shutting down")
     finally:
         await runner.cleanup()
+        os.close(lock)
 
 
 def serve(config: Config) -> None:

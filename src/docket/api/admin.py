@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from docket.api.context import CACHE, REGISTRY
+from docket.api.context import CACHE, MAINTENANCE, REGISTRY
 from docket.api.responses import json_response
 from docket.errors import ErrorCode, RegistryError
 from docket.oci.digest import Digest
@@ -60,5 +60,41 @@ async def inspect(request: web.Request) -> web.StreamResponse:
             "rule": target.rule.prefix if target is not None else None,
             "upstream": target.rule.url if target is not None else None,
             "manifest": tree,
+        }
+    )
+
+
+async def gc(request: web.Request) -> web.StreamResponse:
+    """Delete unreferenced blobs and expired uploads now; `?dry_run=true` only reports them."""
+    maintenance = request.app.get(MAINTENANCE)
+    if maintenance is None:
+        raise RegistryError(ErrorCode.UNSUPPORTED, "this server runs without maintenance tasks", status=404)
+    dry_run = request.query.get("dry_run", "false").lower() in ("1", "true", "yes")
+    report = await maintenance.collect_garbage(dry_run)
+    return json_response(
+        {
+            "dry_run": report.dry_run,
+            "blobs": report.blobs,
+            "bytes": report.bytes,
+            "uploads": report.uploads,
+            "repositories": report.repositories,
+            "summary": report.summary(),
+        }
+    )
+
+
+async def evict(request: web.Request) -> web.StreamResponse:
+    """Run an eviction pass now."""
+    maintenance = request.app.get(MAINTENANCE)
+    if maintenance is None:
+        raise RegistryError(ErrorCode.UNSUPPORTED, "this server runs without maintenance tasks", status=404)
+    report = await maintenance.evictor.enforce()
+    return json_response(
+        {
+            "images": report.units,
+            "manifests": report.manifests,
+            "blobs": report.blobs,
+            "bytes": report.bytes,
+            "store_bytes": report.store_bytes,
         }
     )

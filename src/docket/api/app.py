@@ -8,12 +8,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from docket.api.access_log import CACHE_STATUS_KEY, request_id
-from docket.api.context import CACHE, NAMESPACE_KEY, REGISTRY
+from docket.api.context import CACHE, MAINTENANCE, NAMESPACE_KEY, REGISTRY
 from docket.api.responses import API_VERSION_HEADER, error_response
 from docket.api.routes import dispatch
 from docket.cache import status as cache_status
 from docket.cache.service import PullThroughCache
 from docket.errors import RegistryError
+from docket.maintenance.service import Maintenance
 from docket.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,17 @@ async def _add_headers(request: web.Request, response: web.StreamResponse) -> No
         response.headers["OCI-Namespace"] = namespace
 
 
-def create_app(registry: Registry, cache: PullThroughCache | None = None) -> web.Application:
+def create_app(
+    registry: Registry, cache: PullThroughCache | None = None, maintenance: Maintenance | None = None
+) -> web.Application:
     app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 65536})
     app[REGISTRY] = registry
     if cache is not None:
         app[CACHE] = cache
+    if maintenance is not None:
+        app[MAINTENANCE] = maintenance
+        if cache is not None:
+            cache.blobs.stored_hooks.append(maintenance.evictor.request)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app.on_response_prepare.append(_add_headers)
 
@@ -63,8 +70,12 @@ def create_app(registry: Registry, cache: PullThroughCache | None = None) -> web
         await registry.open()
         if cache is not None:
             await cache.start()
+        if maintenance is not None:
+            maintenance.start()
 
     async def close_registry(_app: web.Application) -> None:
+        if maintenance is not None:
+            await maintenance.close()
         if cache is not None:
             await cache.close()
         await registry.close()

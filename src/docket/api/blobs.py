@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from docket.api.context import cache_of, registry_of, target_of
+from docket.api.context import cache_of, registry_of, target_of, touch
 from docket.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from docket.api.responses import empty_response
 from docket.api.sendfile import FileRangeResponse
@@ -50,6 +50,7 @@ def _file_response(path: Path, size: int, byte_range: ByteRange | None, headers:
 
 async def blob_get(request: web.Request, name: str, digest_text: str) -> web.StreamResponse:
     digest = Digest.parse(digest_text)
+    touch(request, str(digest))
     target = target_of(request)
     if target is not None:
         return await _cached_blob_get(request, target, digest)

@@ -6,10 +6,12 @@ from aiohttp import web
 
 from docket.cache.rules import CacheTarget
 from docket.cache.service import PullThroughCache
+from docket.maintenance.service import Maintenance
 from docket.registry import Registry
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 CACHE: web.AppKey[PullThroughCache] = web.AppKey("cache", PullThroughCache)
+MAINTENANCE: web.AppKey[Maintenance] = web.AppKey("maintenance", Maintenance)
 
 # Request keys set by the router.
 TARGET_KEY = "docket.target"
@@ -22,6 +24,13 @@ def registry_of(request: web.Request) -> Registry:
 
 def cache_of(request: web.Request) -> PullThroughCache:
     return request.app[CACHE]
+
+
+def touch(request: web.Request, digest: str) -> None:
+    """Record that content was read, for LRU eviction."""
+    maintenance = request.app.get(MAINTENANCE)
+    if maintenance is not None:
+        maintenance.access.touch(digest)
 
 
 def target_of(request: web.Request) -> CacheTarget | None:

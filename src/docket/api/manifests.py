@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from docket.api.context import cache_of, registry_of, target_of
+from docket.api.context import cache_of, registry_of, target_of, touch
 from docket.api.negotiation import is_acceptable
 from docket.api.responses import empty_response
 from docket.cache.rules import CacheTarget
@@ -27,6 +27,7 @@ async def manifest_get(request: web.Request, name: str, reference_text: str) -> 
     else:
         stored = await registry_of(request).manifests.get(name, reference)
     record = stored.record
+    touch(request, record.digest)
     if not is_acceptable(request.headers.getall("Accept", []), record.media_type):
         raise RegistryError(
             ErrorCode.MANIFEST_UNKNOWN,

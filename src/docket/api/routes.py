@@ -63,6 +63,8 @@ ROUTES = (
     Route(re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest_text>[^/]+)$"), {"GET": referrers.referrers_get}),
     Route(re.compile(r"^/_docket/refresh$"), {"POST": admin.refresh}),
     Route(re.compile(r"^/_docket/inspect$"), {"GET": admin.inspect}),
+    Route(re.compile(r"^/_docket/gc$"), {"POST": admin.gc}),
+    Route(re.compile(r"^/_docket/evict$"), {"POST": admin.evict}),
     Route(re.compile(r"^/metrics$"), {"GET": operations.metrics}),
     Route(re.compile(r"^/_docket/status$"), {"GET": operations.status}),
     Route(re.compile(r"^/healthz$"), {"GET": operations.healthz, "HEAD": operations.healthz}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from docket.errors import ErrorCode, RegistryError
 from docket.metadata.base import SOURCE_CACHE, MetadataStore
 from docket.oci.digest import Digest
 from docket.storage.base import ContentStore
+from docket.storage.guard import ContentGuard
 from docket.upstream.client import UpstreamClient
 from docket.upstream.errors import UpstreamError
 
@@ -33,11 +35,14 @@ class CachedBlobs:
         content: ContentStore,
         metadata: MetadataStore,
         clients: dict[str, UpstreamClient],
+        guard: ContentGuard,
     ) -> None:
         self.content = content
         self.metadata = metadata
         self.clients = clients
-        self.fills = FillManager()
+        self.fills = FillManager(guard)
+        self.stored_hooks: list[Callable[[], None]] = []
+        """Called after a fill stored a blob, e.g. to let eviction check the size limit."""
 
     def _decision(self, target: CacheTarget, decision: str, digest: Digest, status: str = "-") -> None:
         metrics.CACHE_DECISIONS.labels(target.rule.prefix, "blob", decision).inc()
@@ -102,7 +107,7 @@ class CachedBlobs:
                 target,
                 digest,
                 self.content,
-                lambda received: self.metadata.blob_link(target.repository, str(digest), received, SOURCE_CACHE),
+                lambda received: self._stored(target, digest, received),
             )
             decision = "miss"
         else:
@@ -121,6 +126,11 @@ class CachedBlobs:
                 return LocalBlob(path, local_size)
         self._decision(target, decision, digest, "200")
         return fill
+
+    async def _stored(self, target: CacheTarget, digest: Digest, size: int) -> None:
+        await self.metadata.blob_link(target.repository, str(digest), size, SOURCE_CACHE)
+        for hook in self.stored_hooks:
+            hook()
 
     async def ensure(self, target: CacheTarget, digest: Digest) -> bool:
         """Make sure the blob is stored and linked, fetching it if needed; return False on failure."""

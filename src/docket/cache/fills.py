@@ -26,6 +26,7 @@ from docket import metrics
 from docket.cache.rules import CacheTarget
 from docket.oci.digest import Digest
 from docket.storage.base import ContentStore, PendingWrite
+from docket.storage.guard import ContentGuard
 from docket.upstream.client import UpstreamClient
 from docket.upstream.errors import UpstreamError, UpstreamUnavailable
 
@@ -47,7 +48,9 @@ class BlobFill:
         digest: Digest,
         content: ContentStore,
         on_commit: Callable[[int], Awaitable[None]],
+        guard: ContentGuard,
     ) -> None:
+        self.guard = guard
         self.client = client
         self.target = target
         self.digest = digest
@@ -88,11 +91,12 @@ class BlobFill:
                     self.received += len(chunk)
                     metrics.UPSTREAM_BYTES.labels(self.client.name).inc(len(chunk))
                     self._notify()
-            await self._pending.commit(self.size)
-            self.committed = True
-            # Link before releasing the final byte, so a client that got the whole
-            # blob finds it cached on its next request.
-            await self.on_commit(self.received)
+            async with self.guard.writing():
+                await self._pending.commit(self.size)
+                self.committed = True
+                # Link before releasing the final byte, so a client that got the whole
+                # blob finds it cached on its next request.
+                await self.on_commit(self.received)
             self.verified = True
             self._notify()
             log.info(
@@ -175,7 +179,8 @@ class BlobFill:
 class FillManager:
     """The fills in progress in this process, one per repository and digest."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: ContentGuard) -> None:
+        self.guard = guard
         self._fills: dict[tuple[str, str], BlobFill] = {}
 
     def get(self, repository: str, digest: Digest) -> BlobFill | None:
@@ -195,7 +200,7 @@ class FillManager:
         if fill is not None:
             metrics.FILL_WAITERS.inc()
             return fill
-        fill = BlobFill(client, target, digest, content, on_commit)
+        fill = BlobFill(client, target, digest, content, on_commit, self.guard)
         self._fills[key] = fill
         fill.start()
         assert fill.task is not None

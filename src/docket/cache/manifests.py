@@ -192,18 +192,19 @@ class CachedManifests:
             annotations=parsed.annotations,
             source=SOURCE_CACHE,
         )
-        await self.content.write_bytes(digest, fetched.data)
-        await self.metadata.manifest_put(
-            ManifestPut(
-                repository=target.repository,
-                record=record,
-                blob_digests=frozenset(str(blob.digest) for blob in parsed.blobs),
-                child_manifest_digests=frozenset(str(child.digest) for child in parsed.manifests),
-                tag=tag,
-                link_blobs=True,
-                checked_at=_now() if tag else None,
+        async with self.local.guard.writing():
+            await self.content.write_bytes(digest, fetched.data)
+            await self.metadata.manifest_put(
+                ManifestPut(
+                    repository=target.repository,
+                    record=record,
+                    blob_digests=frozenset(str(blob.digest) for blob in parsed.blobs),
+                    child_manifest_digests=frozenset(str(child.digest) for child in parsed.manifests),
+                    tag=tag,
+                    link_blobs=True,
+                    checked_at=_now() if tag else None,
+                )
             )
-        )
         stored = StoredManifest(record, fetched.data)
         self.local.cache.put(target.repository, stored)
         self._decision(target, "miss", tag or reference, "200")

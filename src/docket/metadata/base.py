@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from docket.metadata.maintenance import ContentGraph
 
 SOURCE_PUSH = "push"
 SOURCE_CACHE = "cache"
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Restore the zone SQLite drops; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +147,24 @@ class MetadataStore(Protocol):
 
     async def manifest_parents(self, repository: str, digest: str) -> list[str]:
         """Return the digests of indexes in the repository that list `digest` as a child."""
+
+    # Maintenance (see docket.metadata.maintenance)
+
+    async def content_touch(self, accesses: dict[str, datetime]) -> None: ...
+
+    async def content_graph(self) -> ContentGraph: ...
+
+    async def manifests_evict(self, repository: str, digests: Iterable[str]) -> int: ...
+
+    async def blobs_unreferenced(self, created_before: datetime) -> list[tuple[str, int]]: ...
+
+    async def blob_forget_if_unreferenced(self, digest: str, created_before: datetime) -> bool: ...
+
+    async def uploads_older_than(self, updated_before: datetime) -> list[str]: ...
+
+    async def repositories_forget_empty(self) -> int: ...
+
+    async def cache_links_orphaned(self) -> int: ...
 
     # Uploads
 

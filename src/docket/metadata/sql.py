@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,16 @@ from sqlalchemy import and_, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from docket.metadata import migrate
-from docket.metadata.base import SOURCE_CACHE, SOURCE_PUSH, ManifestPut, ManifestRecord, TagRecord, UpstreamReferrer
+from docket.metadata.base import (
+    SOURCE_CACHE,
+    SOURCE_PUSH,
+    ManifestPut,
+    ManifestRecord,
+    TagRecord,
+    UpstreamReferrer,
+    as_utc,
+)
+from docket.metadata.maintenance import MaintenanceQueries
 from docket.metadata.tables import (
     blobs,
     manifest_references,
@@ -50,7 +60,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class SqlMetadataStore:
+class SqlMetadataStore(MaintenanceQueries):
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: AsyncEngine | None = None
@@ -85,6 +95,16 @@ class SqlMetadataStore:
             await connection.execute(select(1))
 
     # Helpers
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        async with self._write_lock, self.engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as connection:
+            yield connection
 
     async def _repository_id(self, connection: AsyncConnection, name: str) -> int | None:
         result = await connection.execute(select(repositories.c.id).where(repositories.c.name == name))
@@ -314,7 +334,7 @@ class SqlMetadataStore:
             row = result.first()
         if row is None:
             return None
-        return TagRecord(digest=row[0], source=row[1], checked_at=_utc(row[2]))
+        return TagRecord(digest=row[0], source=row[1], checked_at=as_utc(row[2]))
 
     async def tag_mark_checked(self, repository: str, tag: str, checked_at: datetime | None) -> None:
         async with self._write_lock, self.engine.begin() as connection:
@@ -467,7 +487,7 @@ class SqlMetadataStore:
                     source=row[5],
                     content_synced=bool(row[6]),
                     tag=row[7],
-                    synced_at=_utc(row[8]),
+                    synced_at=as_utc(row[8]),
                 )
                 for row in result
             ]
@@ -479,7 +499,7 @@ class SqlMetadataStore:
                 .join(repositories, repositories.c.id == referrer_syncs.c.repository_id)
                 .where(repositories.c.name == repository, referrer_syncs.c.subject == subject)
             )
-            return _utc(result.scalar_one_or_none())
+            return as_utc(result.scalar_one_or_none())
 
     async def manifest_parents(self, repository: str, digest: str) -> list[str]:
         async with self.engine.connect() as connection:
@@ -536,13 +556,6 @@ class SqlMetadataStore:
             result = await connection.execute(select(func.coalesce(func.sum(blobs.c.size), 0)))
             counts["blob_bytes"] = int(result.scalar_one())
         return counts
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """Restore the zone SQLite drops; every stored time is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def _manifest_record(row: Any) -> ManifestRecord:

@@ -14,6 +14,7 @@ from docket.registry.manifests import Manifests
 from docket.registry.referrers import Referrers
 from docket.registry.uploads import Uploads
 from docket.storage.base import ContentStore
+from docket.storage.guard import ContentGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +30,10 @@ class Registry:
         self.content = content
         self.metadata = metadata
         self.limits = limits or Limits()
-        self.blobs = Blobs(content, metadata, automatic_mount=self.limits.automatic_mount)
-        self.uploads = Uploads(content, metadata)
-        self.manifests = Manifests(content, metadata, self.limits)
+        self.content_guard = ContentGuard()
+        self.blobs = Blobs(content, metadata, self.content_guard, automatic_mount=self.limits.automatic_mount)
+        self.uploads = Uploads(content, metadata, self.content_guard)
+        self.manifests = Manifests(content, metadata, self.limits, self.content_guard)
         self.referrers = Referrers(metadata)
 
     async def open(self) -> None:

@@ -9,6 +9,7 @@ from docket.errors import ErrorCode, RegistryError
 from docket.metadata.base import MetadataStore
 from docket.oci.digest import Digest
 from docket.storage.base import ContentStore
+from docket.storage.guard import ContentGuard
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +19,12 @@ def blob_unknown(repository: str, digest: Digest) -> RegistryError:
 
 
 class Blobs:
-    def __init__(self, content: ContentStore, metadata: MetadataStore, *, automatic_mount: bool) -> None:
+    def __init__(
+        self, content: ContentStore, metadata: MetadataStore, guard: ContentGuard, *, automatic_mount: bool
+    ) -> None:
         self.content = content
         self.metadata = metadata
+        self.guard = guard
         self.automatic_mount = automatic_mount
 
     async def size(self, repository: str, digest: Digest) -> int:
@@ -55,8 +59,9 @@ class Blobs:
             found = False
         if not found:
             return False
-        size = await self.content.size(digest)
-        if size is None:
-            return False
-        await self.metadata.blob_link(repository, str(digest), size)
+        async with self.guard.writing():
+            size = await self.content.size(digest)
+            if size is None:
+                return False
+            await self.metadata.blob_link(repository, str(digest), size)
         return True

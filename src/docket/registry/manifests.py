@@ -13,6 +13,7 @@ from docket.oci import mediatypes
 from docket.oci.digest import Digest
 from docket.oci.manifest import ParsedManifest, parse_manifest
 from docket.storage.base import ContentStore
+from docket.storage.guard import ContentGuard
 
 if TYPE_CHECKING:
     from docket.registry import Limits
@@ -76,10 +77,11 @@ class ManifestCache:
 
 
 class Manifests:
-    def __init__(self, content: ContentStore, metadata: MetadataStore, limits: Limits) -> None:
+    def __init__(self, content: ContentStore, metadata: MetadataStore, limits: Limits, guard: ContentGuard) -> None:
         self.content = content
         self.metadata = metadata
         self.limits = limits
+        self.guard = guard
         self.cache = ManifestCache(limits.manifest_cache_bytes)
 
     async def resolve(self, repository: str, reference: str | Digest) -> str:
@@ -126,8 +128,16 @@ class Manifests:
             digest = Digest.of_bytes(data)
             tag = reference
 
-        await self._check_references(repository, parsed)
-        await self.content.write_bytes(digest, data)
+        async with self.guard.writing():
+            await self._check_references(repository, parsed)
+            await self.content.write_bytes(digest, data)
+            await self._record(repository, digest, parsed, data, tag)
+        log.info("stored manifest %s in %s%s", digest, repository, f" as tag {tag}" if tag else "")
+        return digest, parsed
+
+    async def _record(
+        self, repository: str, digest: Digest, parsed: ParsedManifest, data: bytes, tag: str | None
+    ) -> None:
         record = ManifestRecord(
             digest=str(digest),
             media_type=parsed.media_type,
@@ -146,8 +156,6 @@ class Manifests:
             )
         )
         self.cache.put(repository, StoredManifest(record, data))
-        log.info("stored manifest %s in %s%s", digest, repository, f" as tag {tag}" if tag else "")
-        return digest, parsed
 
     async def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
         """Reject a manifest whose blobs or child manifests the repository does not hold."""

@@ -11,6 +11,7 @@ from docket.errors import ErrorCode, RegistryError
 from docket.metadata.base import MetadataStore
 from docket.oci.digest import Digest
 from docket.storage.base import ContentStore, DigestMismatch, SizeMismatch
+from docket.storage.guard import ContentGuard
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,10 @@ def _mismatch_error(error: DigestMismatch | SizeMismatch) -> RegistryError:
 
 
 class Uploads:
-    def __init__(self, content: ContentStore, metadata: MetadataStore) -> None:
+    def __init__(self, content: ContentStore, metadata: MetadataStore, guard: ContentGuard) -> None:
         self.content = content
         self.metadata = metadata
+        self.guard = guard
         # One request at a time per session, so two chunks for the same offset
         # cannot both pass the offset check. NOTE: this serializes within one process only.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -120,11 +122,12 @@ class Uploads:
             await self.append(repository, upload_id, chunks, start, length)
         else:
             await self.size(repository, upload_id)
-        try:
-            size = await self.content.upload_commit(upload_id, digest)
-        except (DigestMismatch, SizeMismatch) as error:
-            raise _mismatch_error(error) from None
-        await self.metadata.blob_link(repository, str(digest), size)
+        async with self.guard.writing():
+            try:
+                size = await self.content.upload_commit(upload_id, digest)
+            except (DigestMismatch, SizeMismatch) as error:
+                raise _mismatch_error(error) from None
+            await self.metadata.blob_link(repository, str(digest), size)
         await self.metadata.upload_delete(upload_id)
         self._locks.pop(upload_id, None)
         return size
@@ -137,11 +140,19 @@ class Uploads:
 
     async def put_whole(self, repository: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None) -> int:
         """Store a blob sent whole in one request (POST with `?digest=`)."""
+        pending = self.content.begin_write(digest)
         try:
-            size = await self.content.write_stream(digest, chunks, length)
+            async for chunk in chunks:
+                await pending.write(chunk)
+            async with self.guard.writing():
+                size = await pending.commit(length)
+                await self.metadata.blob_link(repository, str(digest), size)
         except (DigestMismatch, SizeMismatch) as error:
+            await pending.abort()
             raise _mismatch_error(error) from None
-        await self.metadata.blob_link(repository, str(digest), size)
+        except BaseException:
+            await pending.abort()
+            raise
         return size
 
 

@@ -192,6 +192,8 @@ class UpstreamClient:
                         raise
                     if not isinstance(error, UpstreamUnavailable | UpstreamRateLimited):
                         raise
+                    if isinstance(error, UpstreamUnavailable) and error.status is not None and error.status < 500:
+                        raise  # a redirect or client error answers the same way every time
                     continue
                 try:
                     yield response

@@ -1,0 +1,1 @@
+"""Keeping the store in bounds: access tracking, LRU eviction of cached content, garbage collection."""

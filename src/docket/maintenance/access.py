@@ -1,0 +1,51 @@
+"""Recording when content was last read, cheaply enough for every request.
+
+Reads only set a time in memory; a background task writes them to the metadata
+database every `FLUSH_INTERVAL` seconds, and eviction flushes before it plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from docket.metadata.base import MetadataStore
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 10.0
+
+
+class AccessTracker:
+    def __init__(self, metadata: MetadataStore) -> None:
+        self.metadata = metadata
+        self._pending: dict[str, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, digest: str) -> None:
+        self._pending[digest] = datetime.now(UTC)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        if pending:
+            await self.metadata.content_touch(pending)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush_loop(), name="access flush")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("recording content access times failed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
