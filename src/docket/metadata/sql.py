@@ -552,7 +552,7 @@ class SqlMetadataStore(MaintenanceQueries):
         async with self.engine.connect() as connection:
             for table in (repositories, blobs, manifests, tags, uploads):
                 result = await connection.execute(select(func.count()).select_from(table))
-                counts[table.name] = int(result.scalar_one())
+                counts[str(table.name)] = int(result.scalar_one())
             result = await connection.execute(select(func.coalesce(func.sum(blobs.c.size), 0)))
             counts["blob_bytes"] = int(result.scalar_one())
         return counts
