@@ -16,6 +16,7 @@ from docket.cache.fills import BlobFill, FillFailed
 from docket.cache.rules import CacheTarget
 from docket.errors import ErrorCode, RegistryError
 from docket.oci.digest import Digest
+from docket.registry.blobs import blob_unknown
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,11 @@ def _requested_range(request: web.Request, digest: Digest, size: int) -> ByteRan
 
 
 def _file_response(path: Path, size: int, byte_range: ByteRange | None, headers: dict[str, str]) -> web.StreamResponse:
+    """Build a sendfile response; raises FileNotFoundError if the blob was deleted meanwhile."""
     if byte_range is None:
-        return FileRangeResponse(path, 0, size, headers=headers)
+        return FileRangeResponse.open(path, 0, size, headers=headers)
     headers["Content-Range"] = byte_range.content_range()
-    return FileRangeResponse(path, byte_range.start, byte_range.length, status=206, headers=headers)
+    return FileRangeResponse.open(path, byte_range.start, byte_range.length, status=206, headers=headers)
 
 
 async def blob_get(request: web.Request, name: str, digest_text: str) -> web.StreamResponse:
@@ -66,7 +68,11 @@ async def blob_get(request: web.Request, name: str, digest_text: str) -> web.Str
     path = registry.blobs.local_path(digest)
     if path is None:
         return await _stream_blob(request, digest, size, byte_range, headers)
-    return _file_response(path, size, byte_range, headers)
+    try:
+        return _file_response(path, size, byte_range, headers)
+    except FileNotFoundError:
+        registry.blobs.forget(name, digest)
+        raise blob_unknown(name, digest) from None
 
 
 async def _cached_blob_get(request: web.Request, target: CacheTarget, digest: Digest) -> web.StreamResponse:
@@ -77,11 +83,17 @@ async def _cached_blob_get(request: web.Request, target: CacheTarget, digest: Di
         response = web.Response(status=200, headers=headers)
         response.headers["Content-Length"] = str(size)
         return response
-    source = await cache.blobs.open(target, digest)
-    if isinstance(source, LocalBlob):
+    for _attempt in range(2):
+        source = await cache.blobs.open(target, digest)
+        if not isinstance(source, LocalBlob):
+            return await _serve_fill(request, source, digest, headers)
         byte_range = _requested_range(request, digest, source.size)
-        return _file_response(source.path, source.size, byte_range, headers)
-    return await _serve_fill(request, source, digest, headers)
+        try:
+            return _file_response(source.path, source.size, byte_range, headers)
+        except FileNotFoundError:
+            # Evicted between the lookup and the open: fetch it again.
+            cache.blobs.forget(target, digest)
+    raise RegistryError(ErrorCode.UNAVAILABLE, f"blob {digest} keeps disappearing from the store", status=503)
 
 
 async def _serve_fill(

@@ -57,19 +57,36 @@ def _sendfile_blocking(socket_fd: int, file_fd: int, offset: int, count: int) ->
 
 
 class FileRangeResponse(web.StreamResponse):
-    """Send `count` bytes of a file starting at `offset`; headers are set by the caller."""
+    """Send `count` bytes of an open file starting at `offset`; headers are set by the caller.
 
-    def __init__(self, path: Path, offset: int, count: int, *, status: int = 200, headers: dict[str, str]) -> None:
+    The file is opened when the response is created (`FileRangeResponse.open`), so a
+    file deleted afterwards is still sent whole, and a missing one is known before
+    any header goes out.
+    """
+
+    def __init__(self, file_fd: int, offset: int, count: int, *, status: int = 200, headers: dict[str, str]) -> None:
         super().__init__(status=status, headers=headers)
-        self.path = path
+        self.file_fd: int | None = file_fd
         self.offset = offset
         self.count = count
         self.content_length = count
 
+    @classmethod
+    def open(
+        cls, path: Path, offset: int, count: int, *, status: int = 200, headers: dict[str, str]
+    ) -> FileRangeResponse:
+        """Open `path` and build the response; raises FileNotFoundError if it is gone."""
+        return cls(os.open(path, os.O_RDONLY), offset, count, status=status, headers=headers)
+
+    def __del__(self) -> None:
+        if self.file_fd is not None:
+            os.close(self.file_fd)
+            self.file_fd = None
+
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self.prepared:
+        if self.prepared or self.file_fd is None:
             return await super().prepare(request)
-        file_fd = os.open(self.path, os.O_RDONLY)
+        file_fd = self.file_fd
         try:
             writer = await super().prepare(request)
             assert writer is not None
@@ -78,6 +95,7 @@ class FileRangeResponse(web.StreamResponse):
             await super().write_eof()
             return writer
         finally:
+            self.file_fd = None
             os.close(file_fd)
 
     async def _send_body(self, request: web.BaseRequest, writer: AbstractStreamWriter, file_fd: int) -> None:

@@ -15,6 +15,7 @@ from docket.cache.status import record_decision
 from docket.errors import ErrorCode, RegistryError
 from docket.metadata.base import SOURCE_CACHE, MetadataStore
 from docket.oci.digest import Digest
+from docket.registry.links import LinkCache
 from docket.storage.base import ContentStore
 from docket.storage.guard import ContentGuard
 from docket.upstream.client import UpstreamClient
@@ -36,7 +37,9 @@ class CachedBlobs:
         metadata: MetadataStore,
         clients: dict[str, UpstreamClient],
         guard: ContentGuard,
+        links: LinkCache,
     ) -> None:
+        self.links = links
         self.content = content
         self.metadata = metadata
         self.clients = clients
@@ -57,8 +60,18 @@ class CachedBlobs:
         )
 
     async def _local_size(self, target: CacheTarget, digest: Digest) -> tuple[bool, int | None]:
+        cached = self.links.get(target.repository, str(digest))
+        if cached is not None:
+            return True, cached
         linked = await self.metadata.blob_is_linked(target.repository, str(digest))
-        return linked, await self.content.size(digest)
+        size = await self.content.size(digest)
+        if linked and size is not None:
+            self.links.put(target.repository, str(digest), size)
+        return linked, size
+
+    def forget(self, target: CacheTarget, digest: Digest) -> None:
+        """Drop what this process remembers about the blob, e.g. after it was evicted."""
+        self.links.discard(target.repository, str(digest))
 
     async def size(self, target: CacheTarget, digest: Digest) -> int:
         """Answer a HEAD: the local size, else the upstream's answer (without fetching the body)."""

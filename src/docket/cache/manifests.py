@@ -9,6 +9,7 @@ points to the same digest. Digests are immutable and never revalidated.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -51,6 +52,10 @@ class CachedManifests:
         self.clients = clients
         self.fetches: Coalescer[StoredManifest] = Coalescer()
         self.on_cached: list[CachedHook] = []
+        # Fresh tags of this process: (repository, tag) -> (digest, monotonic expiry).
+        # Lets a pull within the TTL skip the database; the TTL bounds how long
+        # another worker's revalidation can go unseen here.
+        self._fresh_tags: dict[tuple[str, str], tuple[str, float]] = {}
 
     def _decision(self, target: CacheTarget, decision: str, reference: str, status: str = "-") -> None:
         metrics.CACHE_DECISIONS.labels(target.rule.prefix, "manifest", decision).inc()
@@ -75,6 +80,12 @@ class CachedManifests:
         if isinstance(reference, Digest):
             return await self._get_by_digest(target, reference, notify)
         tag = reference
+        fresh = self._fresh_tags.get((target.repository, tag))
+        if fresh is not None and fresh[1] > time.monotonic():
+            stored = self.local.cache.get(target.repository, fresh[0])
+            if stored is not None:
+                self._decision(target, "hit", tag)
+                return stored
         record = await self.metadata.tag_get(target.repository, tag)
         if record is None or record.source != SOURCE_CACHE:
             return await self.fetches.run((target.repository, "tag", tag), lambda: self._fetch(target, tag, tag=tag))
@@ -82,14 +93,25 @@ class CachedManifests:
         if age is not None and age < target.rule.tag_ttl:
             stored = await self._local(target, record.digest)
             if stored is not None:
+                self._remember_tag(target, tag, record.digest, target.rule.tag_ttl - age)
                 self._decision(target, "hit", tag)
                 return stored
         return await self.fetches.run(
             (target.repository, "revalidate", tag), lambda: self._revalidate(target, tag, record)
         )
 
+    def _remember_tag(self, target: CacheTarget, tag: str, digest: str, lifetime: float) -> None:
+        if lifetime > 0:
+            if len(self._fresh_tags) > 100_000:
+                self._fresh_tags.clear()
+            self._fresh_tags[(target.repository, tag)] = (digest, time.monotonic() + lifetime)
+
+    def _forget_tag(self, target: CacheTarget, tag: str) -> None:
+        self._fresh_tags.pop((target.repository, tag), None)
+
     async def refresh(self, target: CacheTarget, tag: str) -> tuple[str, StoredManifest]:
         """Revalidate a tag now, whatever its age; return the decision and the manifest."""
+        self._forget_tag(target, tag)
         record = await self.metadata.tag_get(target.repository, tag)
         if record is None or record.source != SOURCE_CACHE:
             stored = await self.fetches.run((target.repository, "tag", tag), lambda: self._fetch(target, tag, tag=tag))
@@ -137,6 +159,7 @@ class CachedManifests:
             # No retries: on any failure the cached manifest is served at once.
             head = await client.manifest_head(target.upstream_repository, tag, retries=0)
         except UpstreamNotFound:
+            self._forget_tag(target, tag)
             if target.rule.upstream_tag_deleted == TAG_DELETED_FORGET:
                 await self.metadata.tag_delete(target.repository, tag)
                 self._decision(target, "deleted_upstream", tag, "404")
@@ -161,6 +184,7 @@ class CachedManifests:
             stored = await self._local(target, record.digest)
             if stored is not None:
                 await self.metadata.tag_mark_checked(target.repository, tag, _now())
+                self._remember_tag(target, tag, record.digest, target.rule.tag_ttl)
                 self._decision(target, "revalidated", tag, "200")
                 return stored
         return await self._fetch(target, head.digest, tag=tag)
@@ -207,6 +231,8 @@ class CachedManifests:
             )
         stored = StoredManifest(record, fetched.data)
         self.local.cache.put(target.repository, stored)
+        if tag is not None:
+            self._remember_tag(target, tag, str(digest), target.rule.tag_ttl)
         self._decision(target, "miss", tag or reference, "200")
         if notify:
             for hook in self.on_cached:

@@ -19,7 +19,9 @@ class PullThroughCache:
         self.registry = registry
         self.clients = {rule.prefix: UpstreamClient(rule) for rule in rules.rules}
         self.manifests = CachedManifests(registry.content, registry.metadata, registry.manifests, self.clients)
-        self.blobs = CachedBlobs(registry.content, registry.metadata, self.clients, registry.content_guard)
+        self.blobs = CachedBlobs(
+            registry.content, registry.metadata, self.clients, registry.content_guard, registry.blobs.links
+        )
         self.referrers = ReferrerSync(self)
         self.manifests.on_cached.append(self._manifest_cached)
 

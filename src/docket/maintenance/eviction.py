@@ -219,6 +219,7 @@ class Evictor:
             report.blobs += 1
             report.bytes += size
             report.store_bytes -= size
+            self.registry.blobs.links.clear()
         if report.blobs:
             log.info(
                 "evicted %d blobs (%.1f MiB); the store now holds %.1f MiB",

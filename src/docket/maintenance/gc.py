@@ -70,6 +70,7 @@ async def collect_garbage(
             if not await metadata.blob_forget_if_unreferenced(digest, created_before):
                 continue
             await registry.content.delete(Digest.parse(digest))
+            registry.blobs.links.clear()
         report.blobs.append(digest)
         report.bytes += size
         log.info("deleted unreferenced blob %s (%d bytes)", digest, size)

@@ -8,6 +8,7 @@ from pathlib import Path
 from docket.errors import ErrorCode, RegistryError
 from docket.metadata.base import MetadataStore
 from docket.oci.digest import Digest
+from docket.registry.links import LinkCache
 from docket.storage.base import ContentStore
 from docket.storage.guard import ContentGuard
 
@@ -26,22 +27,32 @@ class Blobs:
         self.metadata = metadata
         self.guard = guard
         self.automatic_mount = automatic_mount
+        self.links = LinkCache()
 
     async def size(self, repository: str, digest: Digest) -> int:
         """Return the size of a blob the repository links, else raise BLOB_UNKNOWN."""
+        cached = self.links.get(repository, str(digest))
+        if cached is not None:
+            return cached
         if not await self.metadata.blob_is_linked(repository, str(digest)):
             raise blob_unknown(repository, digest)
         size = await self.content.size(digest)
         if size is None:
             log.error("blob %s is linked in %s but missing from the content store", digest, repository)
             raise blob_unknown(repository, digest)
+        self.links.put(repository, str(digest), size)
         return size
+
+    def forget(self, repository: str, digest: Digest) -> None:
+        """Drop what this process remembers about the link, e.g. after the file vanished."""
+        self.links.discard(repository, str(digest))
 
     def local_path(self, digest: Digest) -> Path | None:
         return self.content.local_path(digest)
 
     async def delete(self, repository: str, digest: Digest) -> None:
         """Unlink the blob from the repository; the content stays for other links until GC."""
+        self.links.discard(repository, str(digest))
         if not await self.metadata.blob_unlink(repository, str(digest)):
             raise blob_unknown(repository, digest)
 
