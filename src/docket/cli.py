@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         help="minimum level of log messages (default info)",
     )
     serve.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes sharing the data directory (default 1)"
+    )
+    serve.add_argument(
         "--log-format",
         choices=("text", "json"),
         help="log lines as readable text or one JSON object each (default text)",
@@ -239,6 +242,10 @@ def _apply_flags(config: Config, arguments: argparse.Namespace) -> Config:
         config = replace(config, log_level=arguments.log_level)
     if arguments.log_format is not None:
         config = replace(config, log_format=arguments.log_format)
+    if arguments.workers is not None:
+        if not 1 <= arguments.workers <= 64:
+            raise ConfigError(f"--workers: invalid value {arguments.workers}; expected 1 to 64")
+        config = replace(config, workers=arguments.workers)
     cache = config.cache
     for flag, name in (("--tag-ttl", "tag_ttl"), ("--referrers-ttl", "referrers_ttl")):
         value = getattr(arguments, name)

@@ -68,6 +68,7 @@ class Config:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     log_level: str = "info"
     log_format: str = "text"
+    workers: int = 1
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -223,7 +224,9 @@ def _storage_settings(table: Any) -> StorageSettings:
 def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
     """Build a Config from a parsed TOML document; relative paths resolve against `base_dir`."""
     _check_keys(
-        document, {"listen", "data_dir", "log_level", "log_format", "registry", "cache", "storage", "rules"}, ""
+        document,
+        {"listen", "data_dir", "log_level", "log_format", "workers", "registry", "cache", "storage", "rules"},
+        "",
     )
     config = Config(config_dir=base_dir)
     if "listen" in document:
@@ -238,6 +241,11 @@ def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
         if level.lower() not in _LOG_LEVELS:
             raise ConfigError(f"log_level: invalid value {level!r}; expected one of {', '.join(_LOG_LEVELS)}")
         config = replace(config, log_level=level.lower())
+    if "workers" in document:
+        workers = _expect(document["workers"], int, "workers", "a positive integer")
+        if not 1 <= workers <= 64:
+            raise ConfigError(f"workers: invalid value {workers}; expected 1 to 64")
+        config = replace(config, workers=workers)
     if "log_format" in document:
         log_format = _expect(document["log_format"], str, "log_format", "a string")
         if log_format not in ("text", "json"):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import socket
+from collections.abc import Callable
 
 import uvloop
 from aiohttp import web
@@ -18,12 +21,14 @@ from docket.maintenance.service import Maintenance
 from docket.metadata.sql import SqlMetadataStore
 from docket.registry import Limits, Registry
 from docket.storage.filesystem import FilesystemStore
+from docket.storage.guard import ContentGuard
 from docket.storage.lock import hold
 
 log = logging.getLogger(__name__)
 
 
-def build_registry(config: Config) -> Registry:
+def build_registry(config: Config, *, worker: int | None = None) -> Registry:
+    """Build the registry over the data directory; `worker` is set in worker processes."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = config.registry
@@ -34,14 +39,15 @@ def build_registry(config: Config) -> Registry:
         automatic_mount=settings.automatic_mount,
     )
     return Registry(
-        FilesystemStore(data_dir),
+        FilesystemStore(data_dir, clean_temporary=worker is None),
         SqlMetadataStore.for_sqlite_file(data_dir / "metadata.db"),
         limits,
+        ContentGuard(data_dir / "content.lock"),
     )
 
 
-def build_app(config: Config) -> web.Application:
-    registry = build_registry(config)
+def build_app(config: Config, *, worker: int | None = None) -> web.Application:
+    registry = build_registry(config, worker=worker)
     rules = build_rules(config)
     cache = PullThroughCache(rules, registry) if rules else None
     for rule in rules.rules:
@@ -60,13 +66,14 @@ def build_app(config: Config) -> web.Application:
         eviction_interval=storage.eviction_interval,
         gc_grace=storage.gc_grace,
         upload_expiry=storage.upload_expiry,
+        run_eviction=worker in (None, 0),
     )
     return create_app(registry, cache, maintenance)
 
 
-async def _serve(config: Config) -> None:
-    lock = hold(config.data_dir, exclusive=False)
-    app = build_app(config)
+async def _run_site(config: Config, site_factory: Callable[[web.AppRunner], web.BaseSite], worker: int | None) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    app = build_app(config, worker=worker)
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("docket.access"),
@@ -74,23 +81,98 @@ async def _serve(config: Config) -> None:
         handle_signals=False,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host=config.listen.host, port=config.listen.port)
     try:
-        await site.start()
-        for address in runner.addresses:
-            host, port = address[0], address[1]
-            log.info("Docket listening on http://%s:%d with data in %s", host, port, config.data_dir.resolve())
+        await site_factory(runner).start()
+        if worker in (None, 0):
+            for address in runner.addresses:
+                host, port = address[0], address[1]
+                log.info("Docket listening on http://%s:%d with data in %s", host, port, config.data_dir.resolve())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-        log.info("Docket shutting down")
+        log.info("Docket %sshutting down", f"worker {worker} " if worker is not None else "")
     finally:
         await runner.cleanup()
-        os.close(lock)
 
 
 def serve(config: Config) -> None:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(config))
+    lock = hold(config.data_dir, exclusive=False)
+    try:
+        if config.workers <= 1:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(
+                    _run_site(
+                        config, lambda app_runner: web.TCPSite(app_runner, config.listen.host, config.listen.port), None
+                    )
+                )
+        else:
+            _serve_workers(config)
+    finally:
+        os.close(lock)
+
+
+def _prepare_data_dir(config: Config) -> None:
+    """Run migrations and empty tmp/ once, before any worker starts."""
+
+    async def prepare() -> None:
+        registry = build_registry(config)
+        await registry.open()
+        await registry.close()
+
+    asyncio.run(prepare())
+
+
+def _serve_workers(config: Config) -> None:
+    """Fork `config.workers` processes that accept connections on one listening socket."""
+    _prepare_data_dir(config)
+    sock = socket.create_server((config.listen.host, config.listen.port), backlog=2048, reuse_port=False)
+    sock.setblocking(False)
+    children: dict[int, int] = {}
+    stopping = False
+
+    def start_worker(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 0
+            try:
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    runner.run(_run_site(config, lambda app_runner: web.SockSite(app_runner, sock), index))
+            except BaseException:
+                log.exception("worker %d failed", index)
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def stop_all(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for index in range(config.workers):
+        start_worker(index)
+    host, port = sock.getsockname()[:2]
+    log.info("Docket listening on http://%s:%d with %d workers", host, port, config.workers)
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid not in children:
+            continue
+        index = children.pop(pid)
+        if not stopping:
+            log.error("worker %d (pid %d) exited with status %d; starting it again", index, pid, status)
+            start_worker(index)
+    sock.close()
+    log.info("Docket shutting down")

@@ -10,11 +10,17 @@ is cut short, so it sees an error rather than wrong bytes.
 The fill runs in its own task, independent of the clients: a client that
 disconnects does not cancel it. A failed fill removes its temporary file and
 leaves nothing behind; the next request starts a new one.
+
+Worker processes share fills too: the process that takes the fill's file lock
+downloads into a temporary file with a fixed name, and the others follow that
+file's growth until the lock is released, then take the stored blob (or fail).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +40,36 @@ log = logging.getLogger(__name__)
 
 _READ_CHUNK = 1 << 20
 _UPSTREAM_CHUNK = 256 * 1024
+# How often a process following another worker's download looks for new bytes.
+_FOLLOW_POLL_MIN = 0.002
+_FOLLOW_POLL_MAX = 0.05
+
+
+def _open_lock(path: Path) -> tuple[int, bool]:
+    """Open the fill's lock file and try to take it; return the descriptor and whether it is held.
+
+    A leader deletes the lock file when it is done, so a lock taken on a file that
+    is no longer at `path` is worthless: open the path again.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not _try_lock(fd):
+            return fd, False
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd, True
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 class FillFailed(Exception):
@@ -68,6 +104,7 @@ class BlobFill:
         self.finished = asyncio.Event()
         self._progress = asyncio.Event()
         self._pending: PendingWrite | None = None
+        self._read_path: Path | None = None
         self.readers = 0
         self.task: asyncio.Task[None] | None = None
 
@@ -80,11 +117,46 @@ class BlobFill:
 
     async def _run(self) -> None:
         metrics.FILLS_IN_PROGRESS.inc()
+        paths = self.content.fill_paths(self._key())
+        try:
+            if paths is None:
+                await self._lead(None)
+                return
+            for _election in range(3):
+                lock_fd, leading = _open_lock(paths[0])
+                try:
+                    if leading:
+                        await self._lead(paths)
+                        # Remove the lock file while still holding it; followers keep
+                        # their descriptors and see the lock released when it closes.
+                        paths[0].unlink(missing_ok=True)
+                        return
+                    # Another worker process is downloading this blob: follow its file.
+                    if await self._follow(lock_fd, paths[1], paths[2]):
+                        return
+                finally:
+                    os.close(lock_fd)
+            self._fail(UpstreamUnavailable(self.client.name, "could not coordinate the download between workers"))
+        finally:
+            metrics.FILLS_IN_PROGRESS.dec()
+            self.started.set()
+            self.finished.set()
+            self._notify()
+
+    def _key(self) -> str:
+        return hashlib.sha256(f"{self.target.repository}\0{self.digest}".encode()).hexdigest()[:40]
+
+    async def _lead(self, paths: tuple[Path, Path, Path] | None) -> None:
+        """Download the blob from the upstream, as the only process doing so."""
         upstream_repository = self.target.upstream_repository
+        size_path = paths[2] if paths is not None else None
         try:
             async with self.client.blob_get(upstream_repository, str(self.digest)) as response:
                 self.size = response.content_length
-                self._pending = self.content.begin_write(self.digest)
+                self._pending = self.content.begin_write(self.digest, paths[1].name if paths is not None else None)
+                self._read_path = self._pending.path
+                if size_path is not None:
+                    size_path.write_text(str(-1 if self.size is None else self.size))
                 self.started.set()
                 async for chunk in response.content.iter_chunked(_UPSTREAM_CHUNK):
                     await self._pending.write(chunk)
@@ -118,10 +190,59 @@ class BlobFill:
         finally:
             if not self.committed and self._pending is not None:
                 await self._pending.abort()
-            metrics.FILLS_IN_PROGRESS.dec()
-            self.started.set()
-            self.finished.set()
-            self._notify()
+            if size_path is not None:
+                size_path.unlink(missing_ok=True)
+
+    async def _follow(self, lock_fd: int, data_path: Path, size_path: Path) -> bool:
+        """Serve the download another process leads; return False if this process must lead instead."""
+        metrics.FILL_WAITERS.inc()
+        final = self.content.local_path(self.digest)
+        delay = _FOLLOW_POLL_MIN
+        while not size_path.exists():
+            if _try_lock(lock_fd):
+                # The leader finished (or failed) before this process looked.
+                return await self._adopt_result(final)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _FOLLOW_POLL_MAX)
+        try:
+            announced = int(size_path.read_text() or "-1")
+        except (OSError, ValueError):
+            announced = -1
+        self.size = announced if announced >= 0 else None
+        self._read_path = data_path
+        self.started.set()
+        delay = _FOLLOW_POLL_MIN
+        while True:
+            try:
+                received = os.stat(data_path).st_size
+            except FileNotFoundError:
+                received = self.received
+            if received != self.received:
+                self.received = received
+                self._notify()
+                delay = _FOLLOW_POLL_MIN
+            if _try_lock(lock_fd):
+                return await self._adopt_result(final)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _FOLLOW_POLL_MAX)
+
+    async def _adopt_result(self, final: Path | None) -> bool:
+        """After the leading process let go: take its stored blob, or report that it failed."""
+        size = await self.content.size(self.digest)
+        if size is None or final is None:
+            if self._read_path is None:
+                return False  # it never started; lead the download here
+            self._fail(UpstreamUnavailable(self.client.name, "the worker process downloading the blob failed"))
+            return True
+        self.received = size
+        self.size = size if self.size is None else self.size
+        self._read_path = final
+        self.committed = True
+        await self.on_commit(size)
+        self.verified = True
+        self.started.set()
+        self._notify()
+        return True
 
     def _fail(self, error: BaseException) -> None:
         self.error = error
@@ -163,11 +284,10 @@ class BlobFill:
             os.close(fd)
 
     def _open_for_reading(self) -> int:
-        pending = self._pending
-        if pending is None or pending.path is None:
+        if self._read_path is None:
             raise FillFailed("the fill has no readable file")
         try:
-            return os.open(pending.path, os.O_RDONLY)
+            return os.open(self._read_path, os.O_RDONLY)
         except FileNotFoundError:
             # Committed between the caller's check and this open: read the stored content.
             path = self.content.local_path(self.digest)

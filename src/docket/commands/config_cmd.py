@@ -71,6 +71,7 @@ def show(config: Config) -> str:
         f"data_dir = {_value(str(config.data_dir))}",
         f"log_level = {_value(config.log_level)}",
         f"log_format = {_value(config.log_format)}",
+        f"workers = {config.workers}",
         "",
         "[registry]",
         f"max_manifest_size = {config.registry.max_manifest_size}",

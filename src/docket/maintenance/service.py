@@ -18,7 +18,9 @@ class Maintenance:
         eviction_interval: float,
         gc_grace: float,
         upload_expiry: float,
+        run_eviction: bool = True,
     ) -> None:
+        self.run_eviction = run_eviction
         self.registry = registry
         self.access = AccessTracker(registry.metadata)
         self.evictor = Evictor(registry, self.access, max_size, max_age, eviction_interval)
@@ -27,7 +29,8 @@ class Maintenance:
 
     def start(self) -> None:
         self.access.start()
-        self.evictor.start()
+        if self.run_eviction:
+            self.evictor.start()
 
     async def close(self) -> None:
         await self.evictor.close()

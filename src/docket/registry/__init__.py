@@ -26,11 +26,17 @@ class Limits:
 
 
 class Registry:
-    def __init__(self, content: ContentStore, metadata: MetadataStore, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        content: ContentStore,
+        metadata: MetadataStore,
+        limits: Limits | None = None,
+        guard: ContentGuard | None = None,
+    ) -> None:
         self.content = content
         self.metadata = metadata
         self.limits = limits or Limits()
-        self.content_guard = ContentGuard()
+        self.content_guard = guard or ContentGuard()
         self.blobs = Blobs(content, metadata, self.content_guard, automatic_mount=self.limits.automatic_mount)
         self.uploads = Uploads(content, metadata, self.content_guard)
         self.manifests = Manifests(content, metadata, self.limits, self.content_guard)

@@ -68,8 +68,11 @@ class ContentStore(Protocol):
     async def write_bytes(self, digest: Digest, data: bytes) -> None:
         """Store `data`, verifying it against `digest` first."""
 
-    def begin_write(self, digest: Digest) -> PendingWrite:
-        """Start writing content expected to have `digest`."""
+    def begin_write(self, digest: Digest, name: str | None = None) -> PendingWrite:
+        """Start writing content expected to have `digest`, under a fixed temporary `name` if given."""
+
+    def fill_paths(self, key: str) -> tuple[Path, Path, Path] | None:
+        """Return (lock, data, size) files for a fill shared between processes, or None if unsupported."""
 
     async def write_stream(self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None) -> int:
         """Store a stream, verifying digest and size before it becomes visible; return the size."""

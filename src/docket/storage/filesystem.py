@@ -33,8 +33,11 @@ _READ_CHUNK = 1 << 20
 
 
 class FilesystemStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, clean_temporary: bool = True) -> None:
         self.root = root
+        # Worker processes share tmp/ with the processes that are already serving, so
+        # only the process that starts first (the parent) may empty it.
+        self.clean_temporary = clean_temporary
         self._blobs = root / "blobs"
         self._uploads = root / "uploads"
         self._tmp = root / "tmp"
@@ -45,6 +48,8 @@ class FilesystemStore:
     async def open(self) -> None:
         for folder in (self._blobs, self._uploads, self._tmp):
             folder.mkdir(parents=True, exist_ok=True)
+        if not self.clean_temporary:
+            return
         removed = 0
         for leftover in self._tmp.iterdir():
             if leftover.is_dir():
@@ -115,8 +120,13 @@ class FilesystemStore:
             Path(tmp_name).unlink(missing_ok=True)
             raise
 
-    def begin_write(self, digest: Digest) -> FilesystemPendingWrite:
-        return FilesystemPendingWrite(self, digest)
+    def begin_write(self, digest: Digest, name: str | None = None) -> FilesystemPendingWrite:
+        return FilesystemPendingWrite(self, digest, name)
+
+    def fill_paths(self, key: str) -> tuple[Path, Path, Path]:
+        """Return the lock file, data file and size file that worker processes share for one fill."""
+        base = self._tmp / f"fill-{key}"
+        return base.with_suffix(".lock"), base, base.with_suffix(".size")
 
     async def write_stream(self, digest: Digest, chunks: AsyncIterable[bytes], expected_size: int | None = None) -> int:
         pending_write = self.begin_write(digest)
@@ -237,13 +247,18 @@ class FilesystemPendingWrite:
     follow a blob that is still being fetched from an upstream.
     """
 
-    def __init__(self, store: FilesystemStore, digest: Digest) -> None:
+    def __init__(self, store: FilesystemStore, digest: Digest, name: str | None = None) -> None:
         self.store = store
         self.digest = digest
         self._hasher = digest.hasher()
-        fd, name = tempfile.mkstemp(dir=store._tmp)
+        if name is None:
+            fd, path = tempfile.mkstemp(dir=store._tmp)
+        else:
+            # A fixed name that other processes can follow; the caller holds a lock on it.
+            path = str(store._tmp / name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._fd: int | None = fd
-        self.path = Path(name)
+        self.path = Path(path)
         self.size = 0
 
     def _write_sync(self, data: bytes) -> None:

@@ -1,0 +1,67 @@
+"""Several worker processes sharing one data directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.oci import image
+from tests.support.processes import DocketProcess
+
+
+def write_config(path: Path, upstream: FakeUpstream) -> Path:
+    path.write_text(
+        f"""
+[cache]
+embedded_rules = false
+tag_ttl = "1h"
+
+[[rules]]
+prefix = "up"
+url = "{upstream.url}"
+"""
+    )
+    return path
+
+
+def test_workers_share_one_blob_fill(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
+    data = os.urandom(24 * 1024 * 1024)
+    with FakeUpstream() as upstream:
+        digest = upstream.add_blob("team/app", data)
+        config = write_config(tmp_path / "docket.toml", upstream)
+        docket = start_docket("--config", str(config), "--workers", "2")
+
+        def fetch(_index: int) -> str:
+            # A new connection each time, so the kernel spreads requests over both workers.
+            with httpx.Client(base_url=docket.url, timeout=60.0) as client:
+                response = client.get(f"/v2/up/team/app/blobs/{digest}")
+                response.raise_for_status()
+                return hashlib.sha256(response.content).hexdigest()
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            results = list(pool.map(fetch, range(10)))
+
+        assert results == [digest.removeprefix("sha256:")] * 10
+        assert upstream.count(method="GET", path_contains=f"/blobs/{digest}") == 1
+        assert list((docket.data_dir / "tmp").iterdir()) == []
+
+
+def test_workers_serve_manifests_and_stop(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
+    manifest = image(layers=1)
+    with FakeUpstream() as upstream:
+        upstream.add_image("team/app", manifest, tags=["v1"])
+        config = write_config(tmp_path / "docket.toml", upstream)
+        docket = start_docket("--config", str(config), "--workers", "2")
+        for _ in range(20):
+            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
+                response = client.get("/v2/up/team/app/manifests/v1")
+            assert response.status_code == 200
+            assert response.content == manifest.data
+        docket.stop()
+        assert docket.process is None
