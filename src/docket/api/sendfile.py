@@ -25,6 +25,8 @@ SENDFILE_THREADS = 64
 # A client that accepts no bytes for this long is dropped, freeing the thread.
 CLIENT_STALL_TIMEOUT = 120.0
 _CHUNK = 1 << 20
+# Bodies up to this size are read and written directly instead of with sendfile.
+SMALL_BODY = 64 * 1024
 
 _executor: ThreadPoolExecutor | None = None
 
@@ -102,6 +104,10 @@ class FileRangeResponse(web.StreamResponse):
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("connection lost")
+        if self.count <= SMALL_BODY:
+            # A thread hand-off costs more than copying a few pages from the page cache.
+            await writer.write(os.pread(file_fd, self.count, self.offset))
+            return
         sock = transport.get_extra_info("socket")
         if sock is None or not hasattr(os, "sendfile"):
             await self._send_by_reading(writer, file_fd)
