@@ -319,6 +319,7 @@ def test_blob_broken_body_not_stored(own_cache: DocketProcess, upstream: FakeUps
     assert retry.status_code == 200
     assert retry.content == data
     assert sent(upstream, "GET", repo, digest) == 2
+    assert "Traceback" not in own_cache.log()
 
 
 def test_blob_stalled_fill_fails_all_readers(own_cache: DocketProcess, upstream: FakeUpstream, repo: str) -> None:

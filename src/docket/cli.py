@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from docket import __version__
-from docket.commands.http import DEFAULT_SERVER, CommandError, report
+from docket.commands.http import DEFAULT_SERVER, CommandError, report, server_url
 from docket.config import Config, ConfigError, build_rules, load_config, parse_listen
 from docket.logs import setup_logging
 from docket.units import parse_duration
@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     config_command = commands.add_parser("config", help="validate or print configuration")
     config_actions = config_command.add_subparsers(dest="action", required=True)
     config_check = config_actions.add_parser("check", help="validate a configuration file without starting")
-    config_check.add_argument("file", type=Path, help="TOML configuration file")
+    config_check.add_argument("file", type=Path, nargs="?", help="TOML configuration file")
+    config_check.add_argument("--config", type=Path, help="the same file, as the other commands take it")
     config_show = config_actions.add_parser("show", help="print the effective configuration, secrets redacted")
     config_show.add_argument("--config", type=Path, help=config_help)
 
@@ -116,7 +117,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of our output went away (`docket status | head`); that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
+    if getattr(arguments, "server", None):
+        arguments.server = server_url(arguments.server)
     if arguments.command == "serve":
         return _serve(arguments)
     if arguments.command in ("refresh", "warm", "inspect", "status"):
@@ -167,7 +179,11 @@ def _config_command(arguments: argparse.Namespace) -> int:
     from docket.commands import config_cmd
 
     if arguments.action == "check":
-        valid, report_text = config_cmd.check(arguments.file)
+        path = arguments.file or _config_path(arguments)
+        if path is None:
+            print("docket config check: name a file (or set DOCKET_CONFIG)", file=sys.stderr)
+            return 2
+        valid, report_text = config_cmd.check(path, os.environ)
         print(report_text, file=sys.stdout if valid else sys.stderr)
         return 0 if valid else 2
     try:
@@ -262,8 +278,10 @@ def _apply_flags(config: Config, arguments: argparse.Namespace) -> Config:
         username, password = _split_pair(secret, ":", "--upstream-credentials", "PREFIX=USER:PASSWORD")
         credentials.append((prefix, username, password))
     required: tuple[str, ...] = ()
-    if arguments.require_referrers:
+    if arguments.require_referrers is not None:
         required = tuple(value.strip() for value in arguments.require_referrers.split(",") if value.strip())
+        if not required:
+            raise ConfigError("--require-referrers: expected at least one artifact type")
     config = replace(
         config, cache=cache, cli_rules=rules, cli_credentials=tuple(credentials), cli_require_referrers=required
     )

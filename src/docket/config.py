@@ -69,6 +69,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     workers: int = 1
+    remote_admin: bool = False
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -225,7 +226,18 @@ def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
     """Build a Config from a parsed TOML document; relative paths resolve against `base_dir`."""
     _check_keys(
         document,
-        {"listen", "data_dir", "log_level", "log_format", "workers", "registry", "cache", "storage", "rules"},
+        {
+            "listen",
+            "data_dir",
+            "log_level",
+            "log_format",
+            "workers",
+            "remote_admin",
+            "registry",
+            "cache",
+            "storage",
+            "rules",
+        },
         "",
     )
     config = Config(config_dir=base_dir)
@@ -241,6 +253,8 @@ def config_from_mapping(document: dict[str, Any], base_dir: Path) -> Config:
         if level.lower() not in _LOG_LEVELS:
             raise ConfigError(f"log_level: invalid value {level!r}; expected one of {', '.join(_LOG_LEVELS)}")
         config = replace(config, log_level=level.lower())
+    if "remote_admin" in document:
+        config = replace(config, remote_admin=_expect(document["remote_admin"], bool, "remote_admin", "true or false"))
     if "workers" in document:
         workers = _expect(document["workers"], int, "workers", "a positive integer")
         if not 1 <= workers <= 64:
@@ -287,7 +301,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         for part in path[:-1]:
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
-                raise ConfigError(f"{name}: conflicts with another DOCKET_ variable")
+                raise ConfigError(f"DOCKET_* environment variables: {name} conflicts with another DOCKET_ variable")
         table[path[-1]] = value
     return document
 
@@ -323,15 +337,17 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     """
     document = read_document(path) if path is not None else {}
     base_dir = path.parent.resolve() if path is not None else Path.cwd()
-    if environ is not None:
-        try:
-            document = _merge(document, env_overrides(environ))
-        except ConfigError as error:
-            raise ConfigError(f"environment: {error}") from None
     try:
-        return config_from_mapping(document, base_dir)
+        config = config_from_mapping(document, base_dir)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}" if path is not None else str(error)) from None
+    overrides = env_overrides(environ) if environ is not None else {}
+    if not overrides:
+        return config
+    try:
+        return config_from_mapping(_merge(document, overrides), base_dir)
+    except ConfigError as error:
+        raise ConfigError(f"DOCKET_* environment variables: {error}") from None
 
 
 def check_document(document: dict[str, Any], base_dir: Path) -> list[str]:

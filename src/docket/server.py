@@ -68,7 +68,7 @@ def build_app(config: Config, *, worker: int | None = None) -> web.Application:
         upload_expiry=storage.upload_expiry,
         run_eviction=worker in (None, 0),
     )
-    return create_app(registry, cache, maintenance)
+    return create_app(registry, cache, maintenance, remote_admin=config.remote_admin)
 
 
 async def _run_site(config: Config, site_factory: Callable[[web.AppRunner], web.BaseSite], worker: int | None) -> None:

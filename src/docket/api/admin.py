@@ -17,20 +17,29 @@ def split_reference(text: str) -> tuple[str, str]:
     name, separator, tag = text.rpartition(":")
     if not separator or "/" in tag or not is_valid_tag(tag):
         raise RegistryError(
-            ErrorCode.NAME_INVALID, f"invalid reference {text[:200]!r}; expected REPOSITORY:TAG", status=400
+            ErrorCode.NAME_INVALID,
+            f"invalid reference {text[:200]!r}; expected REPOSITORY:TAG or REPOSITORY@DIGEST",
+            status=400,
         )
     return validate_repository(name), tag
 
 
 async def refresh(request: web.Request) -> web.StreamResponse:
-    """Revalidate a cached tag against its upstream now, whatever its TTL."""
+    """Revalidate a cached tag against its upstream now, whatever its TTL, and re-sync its referrers."""
     reference = request.query.get("reference", "")
+    if "@" in reference:
+        raise RegistryError(
+            ErrorCode.NAME_INVALID,
+            f"{reference[:200]!r} names a digest; digests never change, so only tags can be refreshed",
+            status=400,
+        )
     name, tag = split_reference(reference)
     cache = request.app.get(CACHE)
     target = cache.resolve(name) if cache is not None else None
     if cache is None or target is None:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, f"{name} is not under any pull-through rule", status=404)
     decision, stored = await cache.manifests.refresh(target, tag)
+    await cache.referrers.resync(target, Digest.parse(stored.record.digest))
     return json_response({"reference": f"{name}:{tag}", "digest": stored.record.digest, "result": decision})
 
 

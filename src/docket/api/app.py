@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from docket.api.access_log import CACHE_STATUS_KEY, request_id
-from docket.api.context import CACHE, MAINTENANCE, NAMESPACE_KEY, REGISTRY
+from docket.api.context import CACHE, MAINTENANCE, NAMESPACE_KEY, REGISTRY, REMOTE_ADMIN
 from docket.api.responses import API_VERSION_HEADER, error_response
 from docket.api.routes import dispatch
 from docket.cache import status as cache_status
@@ -53,10 +53,15 @@ async def _add_headers(request: web.Request, response: web.StreamResponse) -> No
 
 
 def create_app(
-    registry: Registry, cache: PullThroughCache | None = None, maintenance: Maintenance | None = None
+    registry: Registry,
+    cache: PullThroughCache | None = None,
+    maintenance: Maintenance | None = None,
+    *,
+    remote_admin: bool = False,
 ) -> web.Application:
     app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 65536})
     app[REGISTRY] = registry
+    app[REMOTE_ADMIN] = remote_admin
     if cache is not None:
         app[CACHE] = cache
     if maintenance is not None:

@@ -121,10 +121,12 @@ async def _serve_fill(
         async for chunk in fill.read(start, end):
             await response.write(chunk)
     except FillFailed as error:
+        # Cutting the connection is the only way to tell the client that the body
+        # it is receiving is wrong; it sees fewer bytes than Content-Length.
         log.warning("aborted response for blob %s after the fill failed: %s", digest, error)
         if request.transport is not None:
             request.transport.abort()
-        raise ConnectionResetError(f"fill of {digest} failed") from None
+        return response
     await response.write_eof()
     return response
 

@@ -12,6 +12,7 @@ from docket.registry import Registry
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 CACHE: web.AppKey[PullThroughCache] = web.AppKey("cache", PullThroughCache)
 MAINTENANCE: web.AppKey[Maintenance] = web.AppKey("maintenance", Maintenance)
+REMOTE_ADMIN: web.AppKey[bool] = web.AppKey("remote_admin", bool)
 
 # Request keys set by the router.
 TARGET_KEY = "docket.target"

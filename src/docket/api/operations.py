@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
+    counts = await request.app[REGISTRY].metadata.count_rows()
+    counters.STORE_BYTES.set(counts.get("blob_bytes", 0))
+    counters.STORE_OBJECTS.set(counts.get("blobs", 0))
     response = web.Response(body=generate_latest())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

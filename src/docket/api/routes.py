@@ -7,6 +7,7 @@ invalid one gets NAME_INVALID instead of a bare 404.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from docket.api import admin, blobs, listing, manifests, operations, referrers, uploads
-from docket.api.context import CACHE, NAMESPACE_KEY, TARGET_KEY
+from docket.api.context import CACHE, NAMESPACE_KEY, REMOTE_ADMIN, TARGET_KEY
 from docket.api.responses import json_response
 from docket.errors import ErrorCode, RegistryError
 from docket.oci.reference import validate_repository
@@ -97,8 +98,25 @@ def _resolve_repository(request: web.Request, name: str) -> str:
     return target.repository
 
 
+def _check_admin_client(request: web.Request) -> None:
+    """Allow the `/_docket/` endpoints, which have no authentication, only from loopback unless configured."""
+    if request.app.get(REMOTE_ADMIN, False):
+        return
+    try:
+        loopback = ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise RegistryError(
+            ErrorCode.DENIED,
+            "the /_docket/ endpoints answer only clients on this machine; set remote_admin = true to allow others",
+        )
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
     path = request.path
+    if path.startswith("/_docket/"):
+        _check_admin_client(request)
     for route in ROUTES:
         match = route.pattern.match(path)
         if match is None:

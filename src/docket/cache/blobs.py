@@ -125,6 +125,7 @@ class CachedBlobs:
             decision = "miss"
         else:
             decision = "coalesced"
+            metrics.FILL_WAITERS.inc()
         await fill.started.wait()
         if fill.error is not None:
             error = fill.error

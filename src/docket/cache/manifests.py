@@ -118,7 +118,7 @@ class CachedManifests:
             return "miss", stored
         before = record.digest
         stored = await self.fetches.run(
-            (target.repository, "revalidate", tag), lambda: self._revalidate(target, tag, record)
+            (target.repository, "refresh", tag), lambda: self._revalidate(target, tag, record, strict=True)
         )
         return ("unchanged" if stored.record.digest == before else "changed"), stored
 
@@ -153,7 +153,13 @@ class CachedManifests:
             lambda: self._fetch(target, str(digest), tag=tag, notify=False),
         )
 
-    async def _revalidate(self, target: CacheTarget, tag: str, record: TagRecord) -> StoredManifest:
+    async def _revalidate(
+        self, target: CacheTarget, tag: str, record: TagRecord, *, strict: bool = False
+    ) -> StoredManifest:
+        """Ask the upstream whether a cached tag moved; serve the cached manifest if it cannot tell.
+
+        With `strict` (an explicit refresh), an upstream failure is raised instead.
+        """
         client = self.clients[target.rule.prefix]
         try:
             # No retries: on any failure the cached manifest is served at once.
@@ -170,6 +176,8 @@ class CachedManifests:
             self._decision(target, "stale", tag, "404 (kept by rule)")
             return stored
         except UpstreamError as error:
+            if strict:
+                raise client_error(error, ErrorCode.MANIFEST_UNKNOWN, f"manifest {target.repository}:{tag}") from None
             stored = await self._local(target, record.digest)
             if stored is None:
                 self._decision(target, "upstream_error", tag, str(error.status or "failed"))

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from docket.cache.rules import Rule
-from docket.config import Config, ConfigError, build_rules, check_document, read_document
+from docket.config import Config, ConfigError, build_rules, check_document, load_config, read_document
 from docket.units import format_duration
 
 REDACTED = "<redacted>"
 
 
-def check(path: Path) -> tuple[bool, str]:
-    """Validate a file; return whether it is valid and the report to print."""
+def check(path: Path, environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
+    """Validate a file, and the `DOCKET_*` variables of `environ`; return validity and the report."""
     try:
         document = read_document(path)
     except ConfigError as error:
         return False, str(error)
-    problems = check_document(document, path.parent.resolve())
+    problems = [f"{path}: {problem}" for problem in check_document(document, path.parent.resolve())]
+    if environ is not None and not problems:
+        try:
+            load_config(path, environ)
+        except ConfigError as error:
+            problems.append(str(error))
     if not problems:
         return True, f"{path}: valid"
-    return False, "\n".join(f"{path}: {problem}" for problem in problems)
+    return False, "\n".join(problems)
 
 
 def _value(value: Any) -> str:
@@ -46,7 +52,7 @@ def _rule_lines(rule: Rule) -> list[str]:
     lines.append(f"namespace = {_value(rule.mirror_namespace)}")
     if rule.credentials is not None:
         lines.append(f"username = {_value(rule.credentials.username)}")
-        lines.append(f"password = {_value(REDACTED)}")
+        lines.append("# password: set (redacted); give it with password_env or password_file")
     if rule.token_hosts:
         lines.append(f"token_hosts = {_value(rule.token_hosts)}")
     for name in ("tag_ttl", "referrers_ttl", "connect_timeout", "read_timeout", "max_retry_after", "referrers_wait"):
@@ -72,6 +78,7 @@ def show(config: Config) -> str:
         f"log_level = {_value(config.log_level)}",
         f"log_format = {_value(config.log_format)}",
         f"workers = {config.workers}",
+        f"remote_admin = {_value(config.remote_admin)}",
         "",
         "[registry]",
         f"max_manifest_size = {config.registry.max_manifest_size}",

@@ -19,6 +19,12 @@ MANIFEST_ACCEPT = ", ".join(
 )
 
 
+def server_url(server: str) -> str:
+    """Accept `HOST:PORT` as well as a URL for --server."""
+    server = server.rstrip("/")
+    return server if "://" in server else f"http://{server}"
+
+
 class CommandError(Exception):
     """A failure to report on stderr with exit status 1."""
 

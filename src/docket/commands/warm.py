@@ -35,7 +35,7 @@ class Summary:
 
         return (
             f"{sum(self.manifests.values())} manifests ({part(self.manifests)}); "
-            f"{sum(self.blobs.values())} blobs, {self.blob_bytes / 1048576:.1f} MiB ({part(self.blobs)}); "
+            f"{sum(self.blobs.values())} blobs, {format_size(self.blob_bytes)} ({part(self.blobs)}); "
             f"{self.referrers} referrers"
         )
 
@@ -95,8 +95,7 @@ class Warmer:
             self.summary.count(self.summary.blobs, response.headers.get("Cache-Status"))
         self.summary.blob_bytes += received
         elapsed = max(time.monotonic() - started, 1e-6)
-        rate = received / elapsed / 1048576
-        line = f"    {digest[:19]}  {received / 1048576:8.1f} MiB  {rate:7.1f} MiB/s  from {origin}"
+        line = f"    {digest[:19]}  {format_size(received):>10}  {format_size(received / elapsed):>10}/s  from {origin}"
         print(("\r" if self.interactive else "") + line, file=sys.stderr)
 
     def _progress(self, digest: str, received: int, size: int) -> None:
@@ -122,11 +121,16 @@ class Warmer:
         print(f"{name}:{ref} -> {digest} ({media_type})", file=sys.stderr)
         subjects = [digest]
         if media_type in INDEX_TYPES or "manifests" in document:
-            for child in document.get("manifests", []):
-                if not _matches(child.get("platform"), self.platform):
-                    continue
-                platform = child.get("platform") or {}
-                label = "/".join(str(platform[key]) for key in ("os", "architecture", "variant") if platform.get(key))
+            children = [
+                child for child in document.get("manifests", []) if _matches(child.get("platform"), self.platform)
+            ]
+            if self.platform is not None and not children:
+                available = sorted({_platform_label(child.get("platform") or {}) for child in document["manifests"]})
+                raise CommandError(
+                    f"{name}:{ref} has no platform {self.platform}; it has: {', '.join(available) or 'none'}"
+                )
+            for child in children:
+                label = _platform_label(child.get("platform") or {})
                 print(f"  {label or 'manifest'} {child['digest']}", file=sys.stderr)
                 child_document, child_digest, _type = await self.manifest(name, child["digest"])
                 for blob in _blobs(child_document):
@@ -137,6 +141,18 @@ class Warmer:
                 await self.blob(name, blob)
         for subject in subjects:
             await self.referrers(name, subject, "  ")
+
+
+def _platform_label(platform: dict[str, Any]) -> str:
+    return "/".join(str(platform[key]) for key in ("os", "architecture", "variant") if platform.get(key))
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GiB"
 
 
 def _blobs(document: dict[str, Any]) -> list[dict[str, Any]]:

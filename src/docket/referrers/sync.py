@@ -76,6 +76,15 @@ class ReferrerSync:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
+    async def resync(self, target: CacheTarget, subject: Digest) -> None:
+        """Sync now whatever the TTL, waiting at most `referrers_wait`, e.g. for `docket refresh`."""
+        task = asyncio.ensure_future(self.sync(target, subject))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=target.rule.referrers_wait)
+        except TimeoutError:
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
     def start_periodic(self, interval: float) -> None:
         if self._periodic is None and interval > 0:
             self._periodic = asyncio.create_task(self._resync_loop(interval), name="referrer resync")
