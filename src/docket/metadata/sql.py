@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, event, func, insert, select, update
+from sqlalchemy import Table, and_, delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from docket.metadata import migrate
@@ -160,17 +160,21 @@ class SqlMetadataStore(MaintenanceQueries):
             )
             return result.first() is not None
 
-    async def blob_linked_digests(self, repository: str, digests: Iterable[str]) -> set[str]:
+    async def _present_digests(self, table: Table, repository: str, digests: Iterable[str]) -> set[str]:
+        """Return which of `digests` have a row in `table` (manifests or blob links) for the repository."""
         wanted = list(set(digests))
         if not wanted:
             return set()
         async with self.engine.connect() as connection:
             result = await connection.execute(
-                select(repository_blobs.c.digest)
-                .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
-                .where(repositories.c.name == repository, repository_blobs.c.digest.in_(wanted))
+                select(table.c.digest)
+                .join(repositories, repositories.c.id == table.c.repository_id)
+                .where(repositories.c.name == repository, table.c.digest.in_(wanted))
             )
             return {row[0] for row in result}
+
+    async def blob_linked_digests(self, repository: str, digests: Iterable[str]) -> set[str]:
+        return await self._present_digests(repository_blobs, repository, digests)
 
     async def blob_unlink(self, repository: str, digest: str) -> bool:
         async with self._write_lock, self.engine.begin() as connection:
@@ -285,16 +289,7 @@ class SqlMetadataStore(MaintenanceQueries):
         return _manifest_record(row) if row is not None else None
 
     async def manifest_existing_digests(self, repository: str, digests: Iterable[str]) -> set[str]:
-        wanted = list(set(digests))
-        if not wanted:
-            return set()
-        async with self.engine.connect() as connection:
-            result = await connection.execute(
-                select(manifests.c.digest)
-                .join(repositories, repositories.c.id == manifests.c.repository_id)
-                .where(repositories.c.name == repository, manifests.c.digest.in_(wanted))
-            )
-            return {row[0] for row in result}
+        return await self._present_digests(manifests, repository, digests)
 
     async def manifest_delete(self, repository: str, digest: str) -> bool:
         async with self._write_lock, self.engine.begin() as connection:
