@@ -567,18 +567,18 @@ def test_cli_rule_invalid_url() -> None:
             "rules[1].prefix", "already used", id="duplicate-after-strip",
         ),
         pytest.param(
-            f'[[rules]]\nprefix = "Team"\nurl = "{UPSTREAM_A}"\n', "rules: invalid prefix", "'Team'", id="uppercase"
+            f'[[rules]]\nprefix = "Team"\nurl = "{UPSTREAM_A}"\n', "rules[0].prefix: invalid prefix", "'Team'", id="uppercase"
         ),
         pytest.param(
-            f'[[rules]]\nprefix = "a/../b"\nurl = "{UPSTREAM_A}"\n', "rules: invalid prefix", "'a/../b'", id="dots"
+            f'[[rules]]\nprefix = "a/../b"\nurl = "{UPSTREAM_A}"\n', "rules[0].prefix: invalid prefix", "'a/../b'", id="dots"
         ),
-        pytest.param(f'[[rules]]\nprefix = ""\nurl = "{UPSTREAM_A}"\n', "rules: invalid prefix", "''", id="empty"),
+        pytest.param(f'[[rules]]\nprefix = ""\nurl = "{UPSTREAM_A}"\n', "rules[0].prefix: invalid prefix", "''", id="empty"),
         pytest.param(
             f'[[rules]]\nprefix = "team"\nurl = "{UPSTREAM_A}"\n[[rules]]\nprefix = "other"\nurl = "{UPSTREAM_A}"\n',
             "rules: prefixes 'team' and 'other'", "127.0.0.1:5001", id="same-namespace",
         ),
         pytest.param(
-            "[cache]\nembedded_rules = false\ndefault_rule = \"hub\"\n", "default_rule", "'hub'", id="default-unknown"
+            "[cache]\nembedded_rules = false\ndefault_rule = \"hub\"\n", "cache.default_rule", "'hub'", id="default-unknown"
         ),
         pytest.param('[cache]\ntag_ttl = "5x"\n', "cache.tag_ttl", "invalid duration", id="cache-ttl"),
         pytest.param("[cache]\nreferrers_ttl = true\n", "cache.referrers_ttl", "invalid duration", id="cache-bool"),

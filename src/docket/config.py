@@ -364,7 +364,11 @@ def check_document(document: dict[str, Any], base_dir: Path) -> list[str]:
     for key, value in document.items():
         if key in ("registry", "cache", "storage") and isinstance(value, dict):
             for inner, inner_value in value.items():
-                attempt(_merge(no_embedded, {key: {inner: inner_value}}))
+                # default_rule names a rule, so it is checked together with the rules.
+                partial = {key: {inner: inner_value}}
+                if inner == "default_rule":
+                    partial["rules"] = document.get("rules", [])
+                attempt(_merge(no_embedded, partial))
         elif key == "rules" and isinstance(value, list):
             for index, table in enumerate(value):
                 before = len(problems)
@@ -374,4 +378,4 @@ def check_document(document: dict[str, Any], base_dir: Path) -> list[str]:
             attempt(_merge(no_embedded, {key: value}))
     if not problems:
         attempt(document)  # problems that only show together, such as duplicate prefixes
-    return list(dict.fromkeys(problems))
+    return list(dict.fromkeys(line for problem in problems for line in problem.splitlines()))

@@ -100,6 +100,8 @@ def setup_logging(level: str, log_format: str = "text") -> None:
     handler.setFormatter(JsonFormatter() if log_format == "json" else HumanFormatter())
     handler.addFilter(RateLimitFilter())
     root = logging.getLogger()
+    if not RECENT_PROBLEMS.filters:
+        RECENT_PROBLEMS.addFilter(RateLimitFilter())
     root.handlers[:] = [handler, RECENT_PROBLEMS]
     root.setLevel(level.upper())
     # Alembic reports every plugin and migration step at INFO; only problems matter here.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,8 @@ from docket.cache.rules import (
     Credentials,
     Rule,
 )
+from docket.errors import RegistryError
+from docket.oci.reference import validate_repository
 from docket.units import parse_duration, parse_size
 
 RULE_KEYS = {
@@ -115,66 +120,121 @@ def _credentials(table: dict[str, Any], key: str, base_dir: Path) -> Credentials
     return Credentials(_string(username, f"{key}.username"), password)
 
 
+def _artifact_types(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise RuleConfigError(f"{key}: expected a list of artifact types (media type strings)")
+    return tuple(value)
+
+
+def _token_hosts(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(host, str) for host in value):
+        raise RuleConfigError(f"{key}: expected a list of host names")
+    return tuple(host.lower() for host in value)
+
+
+def _choice(value: Any, key: str) -> str:
+    if value not in (TAG_DELETED_FORGET, TAG_DELETED_KEEP):
+        raise RuleConfigError(
+            f"{key}: invalid value {value!r}; expected {TAG_DELETED_FORGET!r} or {TAG_DELETED_KEEP!r}"
+        )
+    return str(value)
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise RuleConfigError(f"{key}: invalid value {value!r}; expected true or false")
+    return value
+
+
+def _prefix(value: Any, key: str) -> str:
+    prefix = _string(value, key).strip("/")
+    try:
+        validate_repository(prefix)
+    except RegistryError:
+        raise RuleConfigError(
+            f"{key}: invalid prefix {prefix!r}; use lowercase repository path components "
+            "such as 'docker.io' or 'team/app'"
+        ) from None
+    return prefix
+
+
+def _upstream_prefix(value: Any, key: str) -> str:
+    prefix = _string(value, key).strip("/")
+    if prefix:
+        try:
+            validate_repository(prefix)
+        except RegistryError:
+            raise RuleConfigError(
+                f"{key}: invalid repository path {prefix!r}; use lowercase path components such as 'org/team'"
+            ) from None
+    return prefix
+
+
+def _namespace(value: Any, key: str) -> str:
+    namespace = _string(value, key)
+    if _HOST_RE.fullmatch(namespace) is None:
+        raise RuleConfigError(f"{key}: invalid registry host {namespace!r}; expected HOST or HOST:PORT")
+    return namespace
+
+
+_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
+
+# How each optional key of a rule is parsed, in the order problems are reported.
+_FIELD_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "upstream_prefix": _upstream_prefix,
+    "namespace": _namespace,
+    "token_hosts": _token_hosts,
+    "tag_ttl": _duration,
+    "referrers_ttl": _duration,
+    "connect_timeout": _duration,
+    "read_timeout": _duration,
+    "max_retry_after": _duration,
+    "referrers_wait": _duration,
+    "max_connections": _positive_int,
+    "retries": lambda value, key: _positive_int(value, key, minimum=0),
+    "referrers_depth": lambda value, key: _positive_int(value, key, minimum=0),
+    "upstream_tag_deleted": _choice,
+    "referrers_include": _artifact_types,
+    "referrers_exclude": _artifact_types,
+    "require_referrers": _artifact_types,
+    "referrers_max_size": _size,
+    "library_prefix": _boolean,
+}
+
+
 def rule_from_table(table: Any, key: str, defaults: Rule, base_dir: Path) -> Rule:
-    """Build a Rule from one `[[rules]]` table; `defaults` carries the `[cache]` settings."""
+    """Build a Rule from one `[[rules]]` table; `defaults` carries the `[cache]` settings.
+
+    Every problem of the table is collected; the raised error lists one per line.
+    """
     if not isinstance(table, dict):
         raise RuleConfigError(f"{key}: expected a table")
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+
+    def attempt(name: str, parse: Callable[[], Any]) -> None:
+        try:
+            values[name] = parse()
+        except RuleConfigError as error:
+            problems.append(str(error))
+
     for name in table:
         if name not in RULE_KEYS:
-            raise RuleConfigError(f"{key}.{name}: unknown key; the valid keys are {', '.join(sorted(RULE_KEYS))}")
+            problems.append(f"{key}.{name}: unknown key; the valid keys are {', '.join(sorted(RULE_KEYS))}")
     for required in ("prefix", "url"):
         if required not in table:
-            raise RuleConfigError(f"{key}.{required}: missing; every rule needs prefix and url")
-    rule = replace(
-        defaults,
-        prefix=_string(table["prefix"], f"{key}.prefix").strip("/"),
-        url=check_url(_string(table["url"], f"{key}.url"), f"{key}.url"),
-        credentials=_credentials(table, key, base_dir),
-    )
-    if "upstream_prefix" in table:
-        rule = replace(rule, upstream_prefix=_string(table["upstream_prefix"], f"{key}.upstream_prefix").strip("/"))
-    if "namespace" in table:
-        rule = replace(rule, namespace=_string(table["namespace"], f"{key}.namespace"))
-    if "token_hosts" in table:
-        hosts = table["token_hosts"]
-        if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
-            raise RuleConfigError(f"{key}.token_hosts: expected a list of host names")
-        rule = replace(rule, token_hosts=tuple(host.lower() for host in hosts))
-    for name in ("tag_ttl", "referrers_ttl", "connect_timeout", "read_timeout", "max_retry_after"):
+            problems.append(f"{key}.{required}: missing; every rule needs prefix and url")
+    if "prefix" in table:
+        attempt("prefix", lambda: _prefix(table["prefix"], f"{key}.prefix"))
+    if "url" in table:
+        attempt("url", lambda: check_url(_string(table["url"], f"{key}.url"), f"{key}.url"))
+    attempt("credentials", lambda: _credentials(table, key, base_dir))
+    for name, parse in _FIELD_PARSERS.items():
         if name in table:
-            durations: dict[str, Any] = {name: _duration(table[name], f"{key}.{name}")}
-            rule = replace(rule, **durations)
-    if "max_connections" in table:
-        rule = replace(rule, max_connections=_positive_int(table["max_connections"], f"{key}.max_connections"))
-    if "retries" in table:
-        rule = replace(rule, retries=_positive_int(table["retries"], f"{key}.retries", minimum=0))
-    if "upstream_tag_deleted" in table:
-        choice = table["upstream_tag_deleted"]
-        if choice not in (TAG_DELETED_FORGET, TAG_DELETED_KEEP):
-            raise RuleConfigError(
-                f"{key}.upstream_tag_deleted: invalid value {choice!r}; expected "
-                f"{TAG_DELETED_FORGET!r} or {TAG_DELETED_KEEP!r}"
-            )
-        rule = replace(rule, upstream_tag_deleted=choice)
-    for name in ("referrers_include", "referrers_exclude", "require_referrers"):
-        if name in table:
-            values = table[name]
-            if not isinstance(values, list) or not all(isinstance(value, str) and value for value in values):
-                raise RuleConfigError(f"{key}.{name}: expected a list of artifact types (media type strings)")
-            listed: dict[str, Any] = {name: tuple(values)}
-            rule = replace(rule, **listed)
-    if "referrers_max_size" in table:
-        rule = replace(rule, referrers_max_size=_size(table["referrers_max_size"], f"{key}.referrers_max_size"))
-    if "referrers_depth" in table:
-        rule = replace(rule, referrers_depth=_positive_int(table["referrers_depth"], f"{key}.referrers_depth", 0))
-    if "referrers_wait" in table:
-        rule = replace(rule, referrers_wait=_duration(table["referrers_wait"], f"{key}.referrers_wait"))
-    if "library_prefix" in table:
-        value = table["library_prefix"]
-        if not isinstance(value, bool):
-            raise RuleConfigError(f"{key}.library_prefix: invalid value {value!r}; expected true or false")
-        rule = replace(rule, library_prefix=value)
-    return rule
+            attempt(name, functools.partial(parse, table[name], f"{key}.{name}"))
+    if problems:
+        raise RuleConfigError("\n".join(problems))
+    return replace(defaults, **values)
 
 
 def embedded_rules(defaults: Rule) -> list[Rule]:

@@ -142,7 +142,7 @@ class RuleSet:
         self.default: Rule | None = None
         if default_prefix:
             if default_prefix not in seen:
-                raise RuleError(f"default_rule: no rule has the prefix {default_prefix!r}")
+                raise RuleError(f"cache.default_rule: no rule has the prefix {default_prefix!r}")
             self.default = seen[default_prefix]
 
     def __bool__(self) -> bool:

@@ -71,7 +71,10 @@ async def check_rule(rule: Rule, repository: str | None) -> tuple[bool, list[str
                 who = "credentials accepted" if rule.credentials else "anonymous token issued"
                 lines.append(f"  authentication: bearer token from {challenge.params.get('realm', '?')}: {who}")
             except UpstreamError as error:
-                lines.append(f"  authentication: token request failed: {error}")
+                if rule.credentials is not None and error.status in (401, 403):
+                    lines.append(f"  credentials: rejected (the token service answered {error.status})")
+                else:
+                    lines.append(f"  authentication: token request failed: {error}")
                 ok = False
         discovery = ReferrerDiscovery()
         try:

@@ -152,6 +152,7 @@ class ReferrerDiscovery:
                     content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
                     body = await response.read()
                     link = response.headers.get("Link")
+                metrics.UPSTREAM_BYTES.labels(client.name).inc(len(body))
             except UpstreamNotFound:
                 raise ApiNotSupported("the upstream answered 404") from None
             except UpstreamError as error:
@@ -197,7 +198,7 @@ class ReferrerDiscovery:
                 continue
             if head.digest and Digest.is_valid(head.digest):
                 tags.append(CosignTag(tag, head.digest))
-                metrics.REFERRERS_DISCOVERED.labels(SOURCE_COSIGN_TAG, suffix).inc()
+                metrics.REFERRERS_DISCOVERED.labels(SOURCE_COSIGN_TAG, suffix.lstrip(".")).inc()
         return tags
 
 
