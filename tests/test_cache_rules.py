@@ -251,7 +251,7 @@ def test_ruleset_invalid_prefix(prefix: str) -> None:
 
 def test_ruleset_same_namespace_from_url() -> None:
     rules = [Rule(prefix="team", url=UPSTREAM_A), Rule(prefix="other", url=UPSTREAM_A)]
-    with pytest.raises(RuleError, match="both answer mirror requests for '127.0.0.1:5001'"):
+    with pytest.raises(RuleError, match="both serve mirror requests for '127.0.0.1:5001'"):
         RuleSet(rules)
 
 

@@ -3,7 +3,7 @@
 Code attaches structured fields with `extra={"fields": {...}}`; both formats print
 them. Repeats of the same warning (same logger, template and arguments) within
 `REPEAT_WINDOW` seconds are dropped and counted, and the next one that gets
-through says how many were dropped, so an upstream outage cannot flood the log.
+through reports how many were dropped, so an upstream outage cannot flood the log.
 """
 
 from __future__ import annotations

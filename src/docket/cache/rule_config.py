@@ -179,7 +179,7 @@ def _namespace(value: Any, key: str) -> str:
 
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 
-# How each optional key of a rule is parsed, in the order problems are reported.
+# Parser of each optional rule key, in the order problems are reported.
 _FIELD_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "upstream_prefix": _upstream_prefix,
     "namespace": _namespace,
@@ -238,7 +238,7 @@ def rule_from_table(table: Any, key: str, defaults: Rule, base_dir: Path) -> Rul
 
 
 def embedded_rules(defaults: Rule) -> list[Rule]:
-    """The public-registry rules, with the configured default TTLs and limits."""
+    """Return the public-registry rules with the configured default TTLs and limits."""
     return [
         replace(defaults, prefix=rule.prefix, url=rule.url, library_prefix=rule.library_prefix)
         for rule in EMBEDDED_RULES

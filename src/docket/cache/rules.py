@@ -55,7 +55,7 @@ class Rule:
     referrers_depth: int = 3
     """How many levels of referrers of referrers are synced."""
     referrers_wait: float = 10.0
-    """How long a referrers API call waits for a sync before answering with what is cached."""
+    """Time a referrers API call waits for a sync before responding with what is cached."""
     require_referrers: tuple[str, ...] = ()
     """Artifact types of which one must refer to an image (or a cosign .sig tag exist) before it is served."""
 
@@ -134,7 +134,7 @@ class RuleSet:
                 namespaces[rule.mirror_namespace] = rule
             elif rule.names_host or not other.names_host:
                 raise RuleError(
-                    f"rules: prefixes {other.prefix!r} and {rule.prefix!r} both answer mirror requests for "
+                    f"rules: prefixes {other.prefix!r} and {rule.prefix!r} both serve mirror requests for "
                     f"{rule.mirror_namespace!r}; set a distinct `namespace` on one of them"
                 )
         self.rules = sorted(rules, key=lambda rule: len(rule.prefix), reverse=True)

@@ -10,7 +10,7 @@ from docket.upstream.auth import basic_header, parse_challenge
 from docket.upstream.client import UpstreamClient
 from docket.upstream.errors import UpstreamError
 
-# A digest nothing has; the referrers API of a registry that supports it answers an empty index.
+# A digest nothing has. The referrers API of a registry that supports it returns an empty index.
 PROBE_SUBJECT = Digest("sha256", "0" * 64)
 
 

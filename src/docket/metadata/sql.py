@@ -364,7 +364,7 @@ class SqlMetadataStore(MaintenanceQueries):
             return [row[0] for row in result]
 
     async def repository_list(self, limit: int, last: str | None) -> list[str]:
-        # A repository is listed while it holds a manifest or a blob link.
+        # A repository is listed while it contains a manifest or a blob link.
         has_content = select(manifests.c.repository_id).union(select(repository_blobs.c.repository_id))
         query = select(repositories.c.name).where(repositories.c.id.in_(has_content))
         if last is not None:

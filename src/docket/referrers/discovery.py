@@ -94,7 +94,7 @@ class ReferrerDiscovery:
         log.info("upstream %s %s the referrers API", upstream, "supports" if supported else "does not support")
 
     async def discover(self, client: UpstreamClient, target: CacheTarget, subject: Digest) -> Discovery:
-        """List the subject's referrers and cosign tags at the upstream; never raises for upstream errors."""
+        """List the subject's referrers and cosign tags at the upstream; upstream errors are logged, not raised."""
         found = Discovery()
         upstream = str(client.base)
         supported = self.api_supported(upstream)
@@ -154,18 +154,18 @@ class ReferrerDiscovery:
                     link = response.headers.get("Link")
                 metrics.UPSTREAM_BYTES.labels(client.name).inc(len(body))
             except UpstreamNotFound:
-                raise ApiNotSupported("the upstream answered 404") from None
+                raise ApiNotSupported("the upstream responded 404") from None
             except UpstreamError as error:
                 if error.status in (301, 302, 303, 307, 308):
                     raise ApiNotSupported(f"the upstream redirected ({error.status})") from None
                 if error.status in (400, 405, 406, 501):
-                    raise ApiNotSupported(f"the upstream answered {error.status}") from None
+                    raise ApiNotSupported(f"the upstream responded {error.status}") from None
                 raise
             if content_type.startswith("text/html"):
-                raise ApiNotSupported("the upstream answered with an HTML page")
+                raise ApiNotSupported("the upstream responded with an HTML page")
             index = _parse_index(body)
             if index is None:
-                raise ApiNotSupported("the answer is not an OCI image index")
+                raise ApiNotSupported("the response is not an OCI image index")
             referrers += _descriptors(index, SOURCE_API)
             path = _next_page(client, link)
         return referrers
