@@ -13,8 +13,8 @@ import io
 import os
 import re
 import shutil
-import tarfile
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
