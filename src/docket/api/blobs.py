@@ -10,7 +10,7 @@ from aiohttp import web
 from docket.api.context import cache_of, registry_of, target_of, touch
 from docket.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from docket.api.responses import empty_response
-from docket.api.sendfile import FileRangeResponse
+from docket.api.sendfile import FileRangeResponse, send_file_range
 from docket.cache.blobs import LocalBlob
 from docket.cache.fills import BlobFill, FillFailed
 from docket.cache.rules import CacheTarget
@@ -116,10 +116,11 @@ async def _serve_fill(
         headers["Content-Range"] = byte_range.content_range()
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start + 1
-    await response.prepare(request)
+    writer = await response.prepare(request)
+    assert writer is not None
     try:
-        async for chunk in fill.read(start, end):
-            await response.write(chunk)
+        async for file_fd, offset, count in fill.spans(start, end):
+            await send_file_range(request, writer, file_fd, offset, count)
     except FillFailed as error:
         # Cutting the connection is the only way to tell the client that the body
         # it is receiving is wrong; it sees fewer bytes than Content-Length.

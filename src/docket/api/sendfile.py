@@ -101,39 +101,46 @@ class FileRangeResponse(web.StreamResponse):
             os.close(file_fd)
 
     async def _send_body(self, request: web.BaseRequest, writer: AbstractStreamWriter, file_fd: int) -> None:
-        transport = request.transport
-        if transport is None:
-            raise ConnectionResetError("connection lost")
-        if self.count <= SMALL_BODY:
-            # A thread hand-off costs more than copying a few pages from the page cache.
-            await writer.write(os.pread(file_fd, self.count, self.offset))
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is None or not hasattr(os, "sendfile"):
-            await self._send_by_reading(writer, file_fd)
-            return
-        # Headers sit in the transport's buffer; they must reach the socket first.
-        await writer.drain()
-        while transport.get_write_buffer_size():
-            await asyncio.sleep(0.001)
-        # The event loop closes its descriptor when the client goes away; a duplicate
-        # keeps the socket itself alive, so the thread can never write into a
-        # descriptor number that was reused for another connection.
-        socket_fd = os.dup(sock.fileno())
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(_pool(), _sendfile_blocking, socket_fd, file_fd, self.offset, self.count)
-        except (BrokenPipeError, TimeoutError) as error:
-            raise ConnectionResetError(f"client connection ended during the body: {error}") from None
-        finally:
-            os.close(socket_fd)
+        await send_file_range(request, writer, file_fd, self.offset, self.count)
 
-    async def _send_by_reading(self, writer: AbstractStreamWriter, file_fd: int) -> None:
-        offset, remaining = self.offset, self.count
-        while remaining > 0:
-            chunk = await asyncio.to_thread(os.pread, file_fd, min(_CHUNK, remaining), offset)
-            if not chunk:
-                raise ConnectionResetError("file ended before the announced length was sent")
-            await writer.write(chunk)
-            offset += len(chunk)
-            remaining -= len(chunk)
+
+async def send_file_range(
+    request: web.BaseRequest, writer: AbstractStreamWriter, file_fd: int, offset: int, count: int
+) -> None:
+    """Send `count` bytes of `file_fd` from `offset` on a prepared response, with sendfile where possible."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("connection lost")
+    if count <= SMALL_BODY:
+        # A thread hand-off costs more than copying a few pages from the page cache.
+        await writer.write(os.pread(file_fd, count, offset))
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(os, "sendfile"):
+        await _send_by_reading(writer, file_fd, offset, count)
+        return
+    # Headers and earlier writes sit in the transport's buffer; they must reach the socket first.
+    await writer.drain()
+    while transport.get_write_buffer_size():
+        await asyncio.sleep(0.001)
+    # The event loop closes its descriptor when the client goes away; a duplicate
+    # keeps the socket itself alive, so the thread can never write into a
+    # descriptor number that was reused for another connection.
+    socket_fd = os.dup(sock.fileno())
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(_pool(), _sendfile_blocking, socket_fd, file_fd, offset, count)
+    except (BrokenPipeError, TimeoutError) as error:
+        raise ConnectionResetError(f"client connection ended during the body: {error}") from None
+    finally:
+        os.close(socket_fd)
+
+
+async def _send_by_reading(writer: AbstractStreamWriter, file_fd: int, offset: int, remaining: int) -> None:
+    while remaining > 0:
+        chunk = await asyncio.to_thread(os.pread, file_fd, min(_CHUNK, remaining), offset)
+        if not chunk:
+            raise ConnectionResetError("file ended before the announced length was sent")
+        await writer.write(chunk)
+        offset += len(chunk)
+        remaining -= len(chunk)

@@ -39,7 +39,9 @@ from docket.upstream.errors import UpstreamError, UpstreamUnavailable
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 1 << 20
-_UPSTREAM_CHUNK = 256 * 1024
+_UPSTREAM_CHUNK = 1 << 20
+# Chunks received but not yet written; bounds the memory one fill uses.
+_WRITE_QUEUE = 8
 # How often a process following another worker's download looks for new bytes.
 _FOLLOW_POLL_MIN = 0.002
 _FOLLOW_POLL_MAX = 0.05
@@ -96,8 +98,10 @@ class BlobFill:
         self.received = 0
         self.committed = False
         """The verified content is stored under its digest."""
+        self.content_verified = False
+        """Size and digest checked: readers may send the final byte."""
         self.verified = False
-        """Stored and linked: readers may send the final byte."""
+        """Stored and linked: the next request is a cache hit."""
         self.error: BaseException | None = None
         self.started = asyncio.Event()
         """Set once the upstream answered (or failed), so `size` is known."""
@@ -158,11 +162,12 @@ class BlobFill:
                 if size_path is not None:
                     size_path.write_text(str(-1 if self.size is None else self.size))
                 self.started.set()
-                async for chunk in response.content.iter_chunked(_UPSTREAM_CHUNK):
-                    await self._pending.write(chunk)
-                    self.received += len(chunk)
-                    metrics.UPSTREAM_BYTES.labels(self.client.name).inc(len(chunk))
-                    self._notify()
+                await self._receive(response, self._pending)
+            # Clients may finish as soon as the bytes are verified; making the file
+            # durable (fsync) and visible under its digest follows without them.
+            self._pending.verify(self.size)
+            self.content_verified = True
+            self._notify()
             async with self.guard.writing():
                 await self._pending.commit(self.size)
                 self.committed = True
@@ -192,6 +197,37 @@ class BlobFill:
                 await self._pending.abort()
             if size_path is not None:
                 size_path.unlink(missing_ok=True)
+
+    async def _receive(self, response: aiohttp.ClientResponse, pending: PendingWrite) -> None:
+        """Copy the upstream body into the temporary file.
+
+        Receiving and writing (with hashing, in a thread) overlap: a bounded queue
+        lets the next chunks arrive while the previous one is written.
+        """
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_WRITE_QUEUE)
+
+        async def write_all() -> None:
+            while (chunk := await queue.get()) is not None:
+                await pending.write(chunk)
+                self.received += len(chunk)
+                self._notify()
+
+        writer = asyncio.create_task(write_all())
+        try:
+            async for chunk in response.content.iter_chunked(_UPSTREAM_CHUNK):
+                metrics.UPSTREAM_BYTES.labels(self.client.name).inc(len(chunk))
+                put = asyncio.ensure_future(queue.put(chunk))
+                await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+                if writer.done():
+                    put.cancel()
+                    writer.result()  # raises the write error
+                    raise OSError("the writer of the temporary file stopped early")
+            await queue.put(None)
+            await writer
+        finally:
+            if not writer.done():
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
 
     async def _follow(self, lock_fd: int, data_path: Path, size_path: Path) -> bool:
         """Serve the download another process leads; return False if this process must lead instead."""
@@ -238,6 +274,7 @@ class BlobFill:
         self.size = size if self.size is None else self.size
         self._read_path = final
         self.committed = True
+        self.content_verified = True
         await self.on_commit(size)
         self.verified = True
         self.started.set()
@@ -255,8 +292,12 @@ class BlobFill:
             error,
         )
 
-    async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Yield bytes `start` to `end` (inclusive) as they arrive, the last one only once verified."""
+    async def spans(self, start: int, end: int) -> AsyncIterator[tuple[int, int, int]]:
+        """Yield (descriptor, offset, length) spans covering bytes `start` to `end` as they arrive.
+
+        The final byte is released only once the digest is verified. The descriptor
+        stays open until the generator ends.
+        """
         fd = self._open_for_reading()
         self.readers += 1
         try:
@@ -265,20 +306,17 @@ class BlobFill:
                 if self.error is not None:
                     raise FillFailed(str(self.error))
                 readable_end = min(end + 1, self.received)
-                if not self.verified and readable_end == end + 1:
+                if not self.content_verified and readable_end == end + 1:
                     readable_end = end  # hold back the final byte until the digest is verified
                 if readable_end <= position:
-                    if self.finished.is_set() and not self.verified:
+                    if self.finished.is_set() and not self.content_verified:
                         raise FillFailed(str(self.error or "fill ended early"))
                     if self.finished.is_set() and self.received <= position:
                         raise FillFailed(f"blob has {self.received} bytes; byte {position} was requested")
                     await self._progress.wait()
                     continue
-                data = await asyncio.to_thread(os.pread, fd, min(_READ_CHUNK, readable_end - position), position)
-                if not data:
-                    raise FillFailed("temporary file is shorter than the bytes received")
-                position += len(data)
-                yield data
+                yield fd, position, readable_end - position
+                position = readable_end
         finally:
             self.readers -= 1
             os.close(fd)

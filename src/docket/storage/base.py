@@ -40,6 +40,9 @@ class PendingWrite(Protocol):
 
     async def write(self, data: bytes) -> None: ...
 
+    def verify(self, expected_size: int | None = None) -> None:
+        """Check size and digest of what was written; raise DigestMismatch or SizeMismatch."""
+
     async def commit(self, expected_size: int | None = None) -> int:
         """Verify size and digest and publish the content; raise DigestMismatch or SizeMismatch."""
 

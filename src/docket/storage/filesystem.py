@@ -274,13 +274,16 @@ class FilesystemPendingWrite:
         await asyncio.to_thread(self._write_sync, data)
         self.size += len(data)
 
-    async def commit(self, expected_size: int | None = None) -> int:
-        """Verify size and digest, sync, and make the content visible under its digest."""
+    def verify(self, expected_size: int | None = None) -> None:
         if expected_size is not None and self.size != expected_size:
             raise SizeMismatch(expected_size, self.size)
         actual = Digest(self.digest.algorithm, self._hasher.hexdigest())
         if actual != self.digest:
             raise DigestMismatch(self.digest, actual)
+
+    async def commit(self, expected_size: int | None = None) -> int:
+        """Verify size and digest, sync, and make the content visible under its digest."""
+        self.verify(expected_size)
         fd = self._fd
         assert fd is not None
         await asyncio.to_thread(os.fsync, fd)

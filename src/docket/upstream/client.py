@@ -48,6 +48,7 @@ MANIFEST_ACCEPT = ", ".join(
 )
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_REDIRECTS = 5
+_READ_BUFFER = 4 << 20
 _BACKOFF_BASE = 0.2
 
 
@@ -118,7 +119,12 @@ class UpstreamClient:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.rule.max_connections, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=False, trust_env=False
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=False,
+                trust_env=False,
+                # A larger buffer than aiohttp's 64 KiB default means fewer, larger reads of blob bodies.
+                read_bufsize=_READ_BUFFER,
             )
             # aiohttp (3.14) silently resends an idempotent request once when the
             # server drops the connection. Docket counts and logs its own retries

@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of Docket against CNCF distribution and nginx on loopback; run bench/run.py."""
