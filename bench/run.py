@@ -661,6 +661,18 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
 
 
+ANALYSIS_HEADING = "\n## Where the time goes"
+
+
+def kept_analysis(output: Path) -> str:
+    """Return the hand-written analysis section of an earlier report, so a new run keeps it."""
+    if not output.exists():
+        return ""
+    text = output.read_text()
+    start = text.find(ANALYSIS_HEADING)
+    return text[start:] if start >= 0 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
@@ -702,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     output = arguments.output
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(document)
+    output.write_text(document + kept_analysis(output))
     print(render_table(rows))
     print(f"\nbench: wrote {output}")
     if benchmark.errors:

@@ -93,7 +93,9 @@ class ReferrerDiscovery:
         self._support[upstream] = _Support(supported, time.monotonic())
         log.info("upstream %s %s the referrers API", upstream, "supports" if supported else "does not support")
 
-    async def discover(self, client: UpstreamClient, target: CacheTarget, subject: Digest) -> Discovery:
+    async def discover(
+        self, client: UpstreamClient, target: CacheTarget, subject: Digest, *, cosign_tags: bool = True
+    ) -> Discovery:
         """List the subject's referrers and cosign tags at the upstream; upstream errors are logged, not raised."""
         found = Discovery()
         upstream = str(client.base)
@@ -116,7 +118,8 @@ class ReferrerDiscovery:
                 found.referrers = await self._from_tag_schema(client, target, subject)
             except UpstreamError as error:
                 self._failed(found, client, target, subject, "referrers tag", error)
-        found.cosign_tags = await self._cosign_tags(client, target, subject, found)
+        if cosign_tags:
+            found.cosign_tags = await self._cosign_tags(client, target, subject, found)
         for referrer in found.referrers:
             metrics.REFERRERS_DISCOVERED.labels(referrer.source, referrer.artifact_type or "").inc()
         return found

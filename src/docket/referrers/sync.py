@@ -126,7 +126,8 @@ class ReferrerSync:
                 continue  # a cycle such as an index that lists its own subject
             visited.add(str(current))
             try:
-                children = await self._sync_subject(target, current)
+                # cosign signs images, so its tags are looked up for the image, not for its referrers.
+                children = await self._sync_subject(target, current, cosign_tags=current == subject)
             except Exception:
                 metrics.REFERRER_SYNC_FAILURES.labels(target.rule.prefix).inc()
                 log.exception("referrer sync of %s@%s failed", target.repository, current)
@@ -134,10 +135,10 @@ class ReferrerSync:
             if remaining > 0:
                 pending.extend((child, remaining - 1) for child in children)
 
-    async def _sync_subject(self, target: CacheTarget, subject: Digest) -> list[Digest]:
+    async def _sync_subject(self, target: CacheTarget, subject: Digest, *, cosign_tags: bool) -> list[Digest]:
         """Sync one subject's referrers; return the digests whose content was stored."""
         client = self.cache.clients[target.rule.prefix]
-        found = await self.discovery.discover(client, target, subject)
+        found = await self.discovery.discover(client, target, subject, cosign_tags=cosign_tags)
         stored: list[UpstreamReferrer] = []
         synced: list[Digest] = []
         for referrer in found.referrers:
