@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.config import write_config
 from tests.support.fake_upstream import (
     CloseConnection,
     Delay,
@@ -36,25 +37,6 @@ BASIC = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
 PASSWORD_VARIABLE = "DOCKET_TEST_UPSTREAM_PASSWORD"
 
 StartDocket = Callable[..., DocketProcess]
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    return "[" + ", ".join(toml_value(item) for item in value) + "]"
-
-
-def write_config(path: Path, rules: list[dict[str, Any]]) -> Path:
-    """Write a Docket config file with only these `[[rules]]` (no embedded public registries)."""
-    lines = ["[cache]", "embedded_rules = false"]
-    for rule in rules:
-        lines += ["", "[[rules]]", *(f"{key} = {toml_value(value)}" for key, value in rule.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def start_with_rule(start_docket: StartDocket, tmp_path: Path, **rule: Any) -> DocketProcess:

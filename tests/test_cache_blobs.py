@@ -8,7 +8,6 @@ Docket of their own, so no other test's fill can leave a file there.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.config import write_config
 from tests.support.fake_upstream import FakeUpstream, Fault, Hang, ShortBody, SlowBody, WrongBytes
 from tests.support.oci import digest_of, error_codes
 from tests.support.processes import DocketProcess
@@ -28,25 +28,6 @@ PREFIX = "up"
 # Rule whose upstream read timeout is short, for bodies that stall.
 QUICK = "quick"
 READ_TIMEOUT = 1.0  # read_timeout of the QUICK rule, in seconds
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    return "[" + ", ".join(toml_value(item) for item in value) + "]"
-
-
-def write_config(path: Path, rules: list[dict[str, Any]]) -> Path:
-    """Write a Docket config file with only these `[[rules]]` (no embedded public registries)."""
-    lines = ["[cache]", "embedded_rules = false"]
-    for rule in rules:
-        lines += ["", "[[rules]]", *(f"{key} = {toml_value(value)}" for key, value in rule.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def rules_for(upstream: FakeUpstream) -> list[dict[str, Any]]:

@@ -13,12 +13,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.config import write_config
 from tests.support.fake_upstream import (
     CloseConnection,
     Delay,
@@ -50,25 +49,6 @@ SHORT_TTL = "short"  # tags stay fresh for one second
 # The `read_timeout` of the NO_TTL and KEEP rules in seconds, which a Delay fault must exceed.
 READ_TIMEOUT = 1.0
 ALL_MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    return "[" + ", ".join(toml_value(item) for item in value) + "]"
-
-
-def write_config(path: Path, rules: list[dict[str, Any]]) -> Path:
-    """Write a Docket config file with only these `[[rules]]` (no embedded public registries)."""
-    lines = ["[cache]", "embedded_rules = false"]
-    for rule in rules:
-        lines += ["", "[[rules]]", *(f"{key} = {toml_value(value)}" for key, value in rule.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

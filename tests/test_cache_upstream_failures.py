@@ -8,7 +8,6 @@ a client, with backoff, and a 429's Retry-After is honoured when it is short.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.config import write_config
 from tests.support.fake_upstream import (
     CloseConnection,
     FakeUpstream,
@@ -35,25 +35,6 @@ RETRY = "retry"  # the default two retries with backoff
 READ_TIMEOUT = 1.0  # read_timeout of both rules, in seconds
 # Docket's first backoff is 0.2 s times a random factor of 0.5 to 1.5.
 MIN_BACKOFF = 0.1
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    return "[" + ", ".join(toml_value(item) for item in value) + "]"
-
-
-def write_config(path: Path, rules: list[dict[str, Any]]) -> Path:
-    """Write a Docket config file with only these `[[rules]]` (no embedded public registries)."""
-    lines = ["[cache]", "embedded_rules = false"]
-    for rule in rules:
-        lines += ["", "[[rules]]", *(f"{key} = {toml_value(value)}" for key, value in rule.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.config import write_config
 from tests.support.distribution import DistributionRegistry, push_blob_in_two_steps, push_layout_manifest
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.layout import REF_NAME, OciLayout
@@ -278,25 +279,6 @@ def load_repository(upstream: Upstream, testrepo: RegclientRepo, repository: str
     upstream.push_untagged(testrepo.layout, repository, testrepo.v3_sboms)
     signatures = fallback_index(testrepo.a1, [testrepo.sbom_signature], SBOM_SIGNATURE)
     upstream.push_generated(repository, signatures, fallback_tag(testrepo.a1))
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    return "[" + ", ".join(toml_value(item) for item in value) + "]"
-
-
-def write_config(path: Path, rules: list[dict[str, Any]]) -> Path:
-    """Write a Docket config file with only these `[[rules]]` (no embedded public registries)."""
-    lines = ["[cache]", "embedded_rules = false"]
-    for rule in rules:
-        lines += ["", "[[rules]]", *(f"{key} = {toml_value(value)}" for key, value in rule.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def rule(prefix: str, upstream_url: str, **settings: Any) -> dict[str, Any]:
