@@ -710,6 +710,6 @@ def test_status_after_upstream_failure(text_run: tuple[TextRun, FakeUpstream]) -
     assert len(upstream_lines) == 1
     assert upstream.url in upstream_lines[0]
     assert "last status 500" in upstream_lines[0]
-    assert f"GET /v2/{REPOSITORY}/manifests/v2 answered 500" in upstream_lines[0]
+    assert f"GET /v2/{REPOSITORY}/manifests/v2 responded 500" in upstream_lines[0]
     assert "recent problems:" in lines
     assert any(f"cache upstream_error: manifest up/{REPOSITORY}:v2" in line for line in lines)

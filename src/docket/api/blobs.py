@@ -123,7 +123,7 @@ async def _serve_fill(
             await send_file_range(request, writer, file_fd, offset, count)
     except FillFailed as error:
         # Cutting the connection is the only way to tell the client that the body
-        # it is receiving is wrong; it sees fewer bytes than Content-Length.
+        # it is receiving is wrong; it gets fewer bytes than Content-Length.
         log.warning("aborted response for blob %s after the fill failed: %s", digest, error)
         if request.transport is not None:
             request.transport.abort()

@@ -26,12 +26,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    """The process is alive and answering."""
+    """Report that the process is alive and serving requests."""
     return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    """The content store and the metadata database can be used."""
+    """Report whether the content store and the metadata database can be used."""
     registry = request.app[REGISTRY]
     problems = []
     try:

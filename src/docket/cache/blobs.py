@@ -74,7 +74,7 @@ class CachedBlobs:
         self.links.discard(target.repository, str(digest))
 
     async def size(self, target: CacheTarget, digest: Digest) -> int:
-        """Answer a HEAD: the local size, else the upstream's answer (without fetching the body)."""
+        """Return the size for a HEAD: the local size, else the upstream's (without fetching the body)."""
         linked, size = await self._local_size(target, digest)
         if linked and size is not None:
             self._decision(target, "hit", digest)

@@ -5,7 +5,7 @@ Clients read that file as it grows, so they get bytes as soon as they arrive
 instead of waiting for the whole blob, and any number of clients share one
 upstream request. The final byte of every response is held back until the
 digest and size are verified: when verification fails the client's connection
-is cut short, so it sees an error rather than wrong bytes.
+is cut short, so it gets an error rather than wrong bytes.
 
 The fill runs in its own task, independent of the clients: a client that
 disconnects does not cancel it. A failed fill removes its temporary file and
@@ -104,7 +104,7 @@ class BlobFill:
         """Stored and linked: the next request is a cache hit."""
         self.error: BaseException | None = None
         self.started = asyncio.Event()
-        """Set once the upstream answered (or failed), so `size` is known."""
+        """Set once the upstream responded (or failed), so `size` is known."""
         self.finished = asyncio.Event()
         self._progress = asyncio.Event()
         self._pending: PendingWrite | None = None

@@ -45,7 +45,7 @@ async def check_rule(rule: Rule, repository: str | None) -> tuple[bool, list[str
         except Exception as error:
             lines.append(f"  reachable: no ({type(error).__name__}: {error})")
             return False, lines
-        lines.append(f"  reachable: yes (GET /v2/ answered {status})")
+        lines.append(f"  reachable: yes (GET /v2/ responded {status})")
         challenge = parse_challenge(challenge_header or "") if status == 401 else None
         probe_repository = repository or rule.upstream_repository(
             "library/alpine" if rule.library_prefix else "docket-probe"

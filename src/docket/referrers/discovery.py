@@ -4,7 +4,7 @@ Three sources, tried in this order:
 
 1. The OCI 1.1 referrers API, following `Link` pagination on the upstream's own
    host. Whether an upstream supports it is probed once and remembered for
-   `PROBE_TTL`; a 404, 405, any redirect, an HTML body or anything that is not
+   `PROBE_TTL`. A 404, 405, any redirect, an HTML body or anything that is not
    an image index means "not supported".
 2. The referrers tag schema: the tag `sha256-<hex>` holding an index of referrers,
    read when the API is not supported.

@@ -68,7 +68,7 @@ class ReferrerSync:
             await asyncio.wait_for(asyncio.shield(task), timeout=target.rule.referrers_wait)
         except TimeoutError:
             log.warning(
-                "referrer sync of %s@%s takes longer than %.0fs; answering with what is cached",
+                "referrer sync of %s@%s takes longer than %.0fs; responding with what is cached",
                 target.repository,
                 subject,
                 target.rule.referrers_wait,

@@ -1,6 +1,6 @@
 """The interface every content store implements.
 
-A content store knows bytes and digests only. Which repository may see which
+A content store deals in bytes and digests only. Which repository may see which
 digest is metadata, kept elsewhere.
 """
 

@@ -149,7 +149,7 @@ class Authenticator:
                 body = await response.read()
                 if response.status != 200:
                     raise UpstreamUnavailable(
-                        self.upstream, f"token endpoint {realm.host} answered {response.status}", response.status
+                        self.upstream, f"token endpoint {realm.host} responded {response.status}", response.status
                     )
         except (aiohttp.ClientError, TimeoutError) as error:
             raise UpstreamUnavailable(

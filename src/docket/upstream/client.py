@@ -199,7 +199,7 @@ class UpstreamClient:
                     if not isinstance(error, UpstreamUnavailable | UpstreamRateLimited):
                         raise
                     if isinstance(error, UpstreamUnavailable) and error.status is not None and error.status < 500:
-                        raise  # a redirect or client error answers the same way every time
+                        raise  # a redirect or client error would come back the same on every retry
                     continue
                 try:
                     yield response
@@ -217,7 +217,7 @@ class UpstreamClient:
     async def _send(
         self, method: str, path: str, scope: str, headers: dict[str, str], follow_redirects: bool
     ) -> aiohttp.ClientResponse:
-        """Send once, answering one authentication challenge and following redirects."""
+        """Send once, meeting one authentication challenge and following redirects."""
         url = self.base.join(URL(path))
         authorization = await self.auth.authorization(scope)
         for _challenge_round in range(2):
@@ -227,24 +227,24 @@ class UpstreamClient:
             challenge = response.headers.get("WWW-Authenticate")
             response.release()
             if _challenge_round or not self.auth.learn(challenge):
-                raise UpstreamDenied(self.name, f"{method} {path} was refused with 401", 401)
+                raise UpstreamDenied(self.name, f"{method} {path} failed with 401 after authenticating", 401)
             self.auth.forget_token(scope)
             authorization = await self.auth.authorization(scope)
         status = response.status
         metrics.UPSTREAM_REQUESTS.labels(self.name, method, str(status)).inc()
         failed = status >= 500 or status == 429
-        self.health.record(str(status), f"{method} {path} answered {status}" if failed else None)
+        self.health.record(str(status), f"{method} {path} responded {status}" if failed else None)
         if 200 <= status < 300:
             return response
         response.release()
         if status == 404:
-            raise UpstreamNotFound(self.name, f"{method} {path} answered 404", 404)
+            raise UpstreamNotFound(self.name, f"{method} {path} responded 404", 404)
         if status == 429:
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            raise UpstreamRateLimited(self.name, f"{method} {path} answered 429", retry_after)
+            raise UpstreamRateLimited(self.name, f"{method} {path} responded 429", retry_after)
         if status in (401, 403):
-            raise UpstreamDenied(self.name, f"{method} {path} answered {status}", status)
-        raise UpstreamUnavailable(self.name, f"{method} {path} answered {status}", status)
+            raise UpstreamDenied(self.name, f"{method} {path} responded {status}", status)
+        raise UpstreamUnavailable(self.name, f"{method} {path} responded {status}", status)
 
     async def _send_following_redirects(
         self, method: str, url: URL, headers: dict[str, str], authorization: str | None, follow_redirects: bool

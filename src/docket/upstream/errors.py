@@ -13,7 +13,7 @@ class UpstreamError(Exception):
 
 
 class UpstreamNotFound(UpstreamError):
-    """The upstream answered 404: the content does not exist there."""
+    """The upstream responded 404: the content does not exist there."""
 
 
 class UpstreamRateLimited(UpstreamError):
