@@ -50,7 +50,7 @@ async def _cached_manifest(request: web.Request, target: CacheTarget, reference:
     cache = cache_of(request)
     subject = fallback_tag_subject(reference) if isinstance(reference, str) else None
     if subject is not None:
-        # The referrers tag schema, answered from the same list as the referrers API.
+        # The referrers tag schema, served from the same list as the referrers API.
         await cache.referrers.ensure_fresh(target, subject)
         entries = await cached_referrers(cache.registry.metadata, target.repository, subject)
         data = referrers_index([descriptor for descriptor, _source in entries])

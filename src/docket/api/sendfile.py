@@ -19,7 +19,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-# Threads mostly sleep in poll() or sendfile() with the GIL released; the pool size
+# Threads mostly sleep in poll() or sendfile() with the GIL released. The pool size
 # bounds how many blob bodies are in flight at once, not CPU use.
 SENDFILE_THREADS = 64
 # A client that accepts no bytes for this long is dropped, freeing the thread.

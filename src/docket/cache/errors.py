@@ -1,4 +1,4 @@
-"""Translation of upstream failures into what the client of the cache sees."""
+"""Translation of upstream failures into the errors the cache returns to its clients."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def client_error(error: UpstreamError, not_found: ErrorCode, what: str) -> Regis
     """Map an upstream failure for `what` (e.g. "manifest team/app:v1") to a client error.
 
     Only an upstream 404 becomes a 404. A 429 keeps its Retry-After; outages are 502
-    when the upstream answered badly and 503 when it could not be reached.
+    when the upstream responded badly and 503 when it could not be reached.
     """
     if isinstance(error, UpstreamNotFound):
         return RegistryError(not_found, f"{what} is not known upstream ({error.upstream})")

@@ -2,7 +2,7 @@
 
 Manifests are stored exactly as the upstream sent them, under the upstream's
 media type and digest. A tag is served from the cache while it is younger than
-the rule's tag TTL; after that one HEAD asks the upstream whether it still
+the rule's tag TTL; after that, one HEAD checks with the upstream whether it still
 points to the same digest. Digests are immutable and never revalidated.
 """
 

@@ -3,7 +3,7 @@
 The unit of eviction is a cached image: a manifest or index that nothing else in
 its repository contains, with its platform manifests and every referrer of any of
 them, recursively. A unit's last use is the latest read of any of its manifests
-or blobs, in any repository. Eviction forgets whole units, least recently used
+or blobs, in any repository. Eviction drops whole units, least recently used
 first, then deletes the blobs nothing references any more. Pushed content, pushed
 blob links and locally pushed referrers are never evicted.
 
@@ -222,7 +222,7 @@ class Evictor:
             self.registry.blobs.links.clear()
         if report.blobs:
             log.info(
-                "evicted %d blobs (%.1f MiB); the store now holds %.1f MiB",
+                "evicted %d blobs (%.1f MiB); the store now contains %.1f MiB",
                 report.blobs,
                 report.bytes / 1048576,
                 report.store_bytes / 1048576,

@@ -66,11 +66,11 @@ class MaintenanceQueries(ABC):
 
     @abstractmethod
     def _writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A transaction under the store's write lock."""
+        """Open a transaction under the store's write lock."""
 
     @abstractmethod
     def _reading(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A read-only connection."""
+        """Open a connection for reading."""
 
     async def content_touch(self, accesses: dict[str, datetime]) -> None:
         """Record reads: raise `last_access` of each digest to the given time."""

@@ -1,8 +1,8 @@
-"""The referrers of a cached subject as clients see them.
+"""The referrers of a cached subject as clients receive them.
 
 The referrers API of a cached repository lists the union of what was synced
 from the upstream (including referrers a filter kept out of the cache) and what
-clients pushed to Docket directly. The same list, as an image index, answers the
+clients pushed to Docket directly. The same list, as an image index, is served for the
 fallback tag `sha256-<hex>` for clients that use the referrers tag schema.
 """
 

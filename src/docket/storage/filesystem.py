@@ -202,7 +202,7 @@ class FilesystemStore:
                 raise SizeMismatch(expected_length, size - start)
             await asyncio.to_thread(handle.flush)
         except BaseException:
-            # A broken chunk leaves the file longer than the session records; cut it back
+            # A broken chunk leaves the file longer than the session records. Cut it back,
             # so the client can resend the chunk from the last acknowledged offset.
             handle.truncate(start)
             raise
