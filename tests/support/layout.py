@@ -22,7 +22,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 def push_blob_data(client: httpx.Client, repository: str, digest: str, data: bytes) -> None:
     """Push a blob with a single POST, finishing with a PUT where the registry opened a session instead.
 
-    CNCF distribution 2.8 ignores the body of `POST ?digest=` and answers 202.
+    CNCF distribution 2.8 ignores the body of `POST ?digest=` and responds 202.
     """
     response = client.post(f"/v2/{repository}/blobs/uploads/", params={"digest": digest}, content=data)
     if response.status_code == 202:

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0) -> None:
-    """Poll `url` until it answers, failing early with the log if the process exits."""
+    """Poll `url` until it responds, failing early with the log if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -35,6 +35,9 @@ class AccessLogger(AbstractAccessLogger):
             return
         match = _REFERENCE_RE.match(request.path)
         target = request.get(TARGET_KEY)
+        repository = match["name"] if match else None
+        if target is not None:
+            repository = target.repository
         cache_status = request.get(CACHE_STATUS_KEY) or {}
         size = response.content_length if response.content_length is not None else response.body_length
         self.logger.info(
@@ -50,7 +53,7 @@ class AccessLogger(AbstractAccessLogger):
             extra={
                 "fields": {
                     "request_id": request.get(REQUEST_ID_KEY),
-                    "repository": target.repository if target is not None else (match["name"] if match else None),
+                    "repository": repository,
                     "reference": match["reference"] if match else None,
                     "cache": cache_status.get("decision"),
                     "upstream_status": cache_status.get("upstream_status"),

@@ -25,7 +25,7 @@ async def tags_list(request: web.Request, name: str) -> web.StreamResponse:
             if next_last is not None:
                 headers["Link"] = next_link(f"/v2/{name}/tags/list", {"n": limit, "last": next_last})
             return json_response({"name": name, "tags": tags}, headers=headers)
-    # One extra row tells whether a next page exists.
+    # One extra row shows whether a next page exists.
     names = await registry.manifests.tags(name, limit + 1 if limit else 0, last)
     headers = {}
     if len(names) > limit:

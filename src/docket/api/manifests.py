@@ -98,7 +98,7 @@ def _check_push_to_cache(name: str, reference: str | Digest, data: bytes, conten
     """Allow only referrers (manifests with a subject, pushed by digest) into a cached repository.
 
     Tags in a cached repository belong to the upstream, so a pushed tag could
-    shadow one; referrers attached locally (scan results, attestations) are kept
+    shadow one. Referrers attached locally (scan results, attestations) are kept
     beside the cached image.
     """
     if isinstance(reference, str):

@@ -46,9 +46,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     """Resolve a `Range` header against a representation of `size` bytes.
 
     Returns None when the whole representation should be sent: no header, a unit
-    other than bytes, a syntax error, or several ranges (RFC 9110 lets a server
-    ignore the header, and serving one 200 beats a multipart body no registry
-    client asks for). Raises RangeNotSatisfiable when the single range lies
+    other than bytes, a syntax error, or several ranges. RFC 9110 lets a server
+    ignore the header, and no registry client requests a multipart body. Raises
+    RangeNotSatisfiable when the single range lies
     outside the content or ends before it starts (RFC 9110 allows rejecting an
     invalid range, and the OCI conformance suite expects 416 for `bytes=500-0`).
     """

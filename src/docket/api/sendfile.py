@@ -123,7 +123,7 @@ async def send_file_range(
     await writer.drain()
     while transport.get_write_buffer_size():
         await asyncio.sleep(0.001)
-    # The event loop closes its descriptor when the client goes away; a duplicate
+    # The event loop closes its descriptor when the client goes away. A duplicate
     # keeps the socket itself alive, so the thread can never write into a
     # descriptor number that was reused for another connection.
     socket_fd = os.dup(sock.fileno())

@@ -11,9 +11,9 @@ The fill runs in its own task, independent of the clients: a client that
 disconnects does not cancel it. A failed fill removes its temporary file and
 leaves nothing behind; the next request starts a new one.
 
-Worker processes share fills too: the process that takes the fill's file lock
-downloads into a temporary file with a fixed name, and the others follow that
-file's growth until the lock is released, then take the stored blob (or fail).
+Worker processes share fills too. The process that takes the fill's file lock
+downloads into a temporary file with a fixed name. The others follow that file's
+growth until the lock is released, then take the stored blob (or fail).
 """
 
 from __future__ import annotations

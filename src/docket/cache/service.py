@@ -26,7 +26,7 @@ class PullThroughCache:
         self.manifests.on_cached.append(self._manifest_cached)
 
     def _manifest_cached(self, target: CacheTarget, stored: StoredManifest, parsed: ParsedManifest) -> None:
-        # Referrers are usually present before a verifier asks for them.
+        # Referrers are usually present before a verifier requests them.
         self.referrers.schedule(target, Digest.parse(stored.record.digest))
 
     async def start(self) -> None:

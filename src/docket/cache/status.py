@@ -1,7 +1,7 @@
 """The `Cache-Status` response header (RFC 9211) for requests the cache served.
 
 Cache decisions happen deep in the cache, sometimes in a task shared by several
-requests; each request holds a small mutable record in a context variable, which
+requests; each request keeps a small mutable record in a context variable, which
 tasks started on its behalf inherit, and the API copies it into the header.
 """
 

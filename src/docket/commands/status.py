@@ -1,4 +1,4 @@
-"""`docket status`: what a running Docket holds and how its upstreams are doing."""
+"""`docket status`: what a running Docket stores and how its upstreams are doing."""
 
 from __future__ import annotations
 

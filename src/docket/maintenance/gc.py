@@ -1,8 +1,9 @@
 """Garbage collection: delete blobs nothing references, expired uploads and empty records.
 
 A blob is kept while a pushed link names it (an upload or mount that no DELETE
-undid), while any manifest in any repository references it, or while it is
-younger than the grace period, so content a push is still assembling survives.
+undid) or while any manifest in any repository references it. It is also kept
+while it is younger than the grace period, so content a push is still
+assembling survives.
 The collector runs inside the server (or with the server stopped) and holds the
 content guard while it re-checks and deletes, so it cannot race a writer.
 """

@@ -33,7 +33,7 @@ class ParsedManifest:
         return self.media_type in mediatypes.INDEX_TYPES
 
 
-# Content types some clients send for any JSON body; they say nothing about the manifest type.
+# Content types some clients send for any JSON body; they carry no information about the manifest type.
 _GENERIC_CONTENT_TYPES = frozenset({"application/json", "application/octet-stream", "text/plain"})
 
 

@@ -1,6 +1,6 @@
 """The cached tree of an image for `docket inspect`: index, platform manifests, referrers.
 
-Only what the cache holds is shown; nothing is fetched from the upstream.
+Only what the cache contains is shown; nothing is fetched from the upstream.
 """
 
 from __future__ import annotations

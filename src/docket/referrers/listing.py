@@ -35,7 +35,7 @@ async def cached_referrers(metadata: MetadataStore, repository: str, subject: Di
     """Return (descriptor, source) for every referrer of `subject`, ordered by digest.
 
     The source is "push" for local pushes, else the discovery source of the upstream
-    listing ("api" or "tag_schema"); manifests cached from the upstream without a
+    listing ("api" or "tag_schema"). Manifests cached from the upstream without a
     listing entry count as "api".
     """
     entries: dict[str, tuple[Descriptor, str]] = {}

@@ -2,7 +2,7 @@
 
 A blob GET would otherwise ask the database whether the repository links the
 blob on every request. Entries live `TTL` seconds, so a link removed by another
-worker process is honoured within that time; this process drops entries itself
+worker process is honoured within that time. This process drops entries itself
 when it unlinks or evicts.
 """
 

@@ -3,7 +3,7 @@
 Writing content and recording it in the metadata are two steps. Without a guard,
 the collector could find a blob unreferenced between them (or delete a file that
 a writer is about to claim as already stored) and lose pushed data. Writers hold
-the guard shared for both steps; the collector holds it exclusively while it
+the guard shared for both steps. The collector holds it exclusively while it
 re-checks references and deletes, in small batches so writers wait only briefly.
 With a lock file, the guard also covers the worker processes of one server: each
 holder takes a shared or exclusive `flock` on it. `docket gc` runs inside the

@@ -3,7 +3,7 @@
 Tokens are cached per (realm, service, scope) until shortly before they expire,
 and concurrent requests for the same scope share one token fetch. Configured
 credentials go to a token realm only on the upstream's own host or on a host the
-rule lists in `token_hosts`; any other realm is asked anonymously.
+rule lists in `token_hosts`. Any other realm gets an anonymous token request.
 """
 
 from __future__ import annotations
