@@ -5,9 +5,16 @@ the collector could find a blob unreferenced between them (or delete a file that
 a writer is about to claim as already stored) and lose pushed data. Writers hold
 the guard shared for both steps. The collector holds it exclusively while it
 re-checks references and deletes, in small batches so writers wait only briefly.
-With a lock file, the guard also covers the worker processes of one server: each
-holder takes a shared or exclusive `flock` on it. `docket gc` runs inside the
-server (or with the server stopped), never beside it as a separate process.
+
+A waiting collector goes before writers that arrive after it. Without that rule,
+a steady stream of pushes keeps the shared hold alive and the collector never
+runs. Inside one process a counter of waiting collectors enforces the order.
+Across the worker processes of one server a second lock file, the turnstile,
+enforces it: a writer passes the turnstile (a brief shared `flock`) before it
+takes the content lock shared, and a collector holds the turnstile exclusively
+while it waits for the content lock, so no new writer gets past it.
+`docket gc` runs inside the server (or with the server stopped), never beside it
+as a separate process.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import asyncio
 import fcntl
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 _POLL_MIN = 0.001
@@ -26,17 +33,21 @@ _POLL_MAX = 0.05
 class ContentGuard:
     def __init__(self, lock_path: Path | None = None) -> None:
         self.lock_path = lock_path
+        self.turnstile_path = lock_path.with_name(lock_path.name + ".turnstile") if lock_path else None
         self._condition = asyncio.Condition()
         self._writers = 0
+        self._collectors_waiting = 0
         self._collecting = False
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
         async with self._condition:
-            await self._condition.wait_for(lambda: not self._collecting)
+            await self._condition.wait_for(lambda: not self._collecting and self._collectors_waiting == 0)
             self._writers += 1
         try:
-            async with self._file_lock(fcntl.LOCK_SH):
+            async with AsyncExitStack() as held:
+                async with self._file_lock(self.turnstile_path, fcntl.LOCK_SH):
+                    await held.enter_async_context(self._file_lock(self.lock_path, fcntl.LOCK_SH))
                 yield
         finally:
             async with self._condition:
@@ -46,10 +57,18 @@ class ContentGuard:
     @asynccontextmanager
     async def collecting(self) -> AsyncIterator[None]:
         async with self._condition:
-            await self._condition.wait_for(lambda: not self._collecting and self._writers == 0)
+            self._collectors_waiting += 1
+            try:
+                await self._condition.wait_for(lambda: not self._collecting and self._writers == 0)
+            finally:
+                self._collectors_waiting -= 1
+                self._condition.notify_all()
             self._collecting = True
         try:
-            async with self._file_lock(fcntl.LOCK_EX):
+            async with (
+                self._file_lock(self.turnstile_path, fcntl.LOCK_EX),
+                self._file_lock(self.lock_path, fcntl.LOCK_EX),
+            ):
                 yield
         finally:
             async with self._condition:
@@ -57,12 +76,12 @@ class ContentGuard:
                 self._condition.notify_all()
 
     @asynccontextmanager
-    async def _file_lock(self, mode: int) -> AsyncIterator[None]:
-        """Hold `flock(mode)` on the lock file, polling so the event loop never blocks."""
-        if self.lock_path is None:
+    async def _file_lock(self, path: Path | None, mode: int) -> AsyncIterator[None]:
+        """Hold `flock(mode)` on a lock file, polling with non-blocking attempts so the event loop keeps running."""
+        if path is None:
             yield
             return
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             delay = _POLL_MIN
             while True:
