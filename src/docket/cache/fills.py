@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 _READ_CHUNK = 1 << 20
 _UPSTREAM_CHUNK = 1 << 20
-# Chunks received but not yet written; bounds the memory one fill uses.
-_WRITE_QUEUE = 8
 # How often a process following another worker's download looks for new bytes.
 _FOLLOW_POLL_MIN = 0.002
 _FOLLOW_POLL_MAX = 0.05
@@ -165,7 +163,7 @@ class BlobFill:
                 await self._receive(response, self._pending)
             # Clients may finish as soon as the bytes are verified; making the file
             # durable (fsync) and visible under its digest follows without them.
-            self._pending.verify(self.size)
+            await self._pending.verify(self.size)
             self.content_verified = True
             self._notify()
             async with self.guard.writing():
@@ -201,33 +199,17 @@ class BlobFill:
     async def _receive(self, response: aiohttp.ClientResponse, pending: PendingWrite) -> None:
         """Copy the upstream body into the temporary file.
 
-        Receiving and writing (with hashing, in a thread) overlap: a bounded queue
-        lets the next chunks arrive while the previous one is written.
+        The store writes and hashes in threads while the next chunks arrive, and
+        reports each new file size, which wakes the readers.
         """
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_WRITE_QUEUE)
+        pending.on_written = self._on_written
+        async for chunk in response.content.iter_chunked(_UPSTREAM_CHUNK):
+            metrics.UPSTREAM_BYTES.labels(self.client.name).inc(len(chunk))
+            await pending.write(chunk)
 
-        async def write_all() -> None:
-            while (chunk := await queue.get()) is not None:
-                await pending.write(chunk)
-                self.received += len(chunk)
-                self._notify()
-
-        writer = asyncio.create_task(write_all())
-        try:
-            async for chunk in response.content.iter_chunked(_UPSTREAM_CHUNK):
-                metrics.UPSTREAM_BYTES.labels(self.client.name).inc(len(chunk))
-                put = asyncio.ensure_future(queue.put(chunk))
-                await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
-                if writer.done():
-                    put.cancel()
-                    writer.result()  # raises the write error
-                    raise OSError("the writer of the temporary file stopped early")
-            await queue.put(None)
-            await writer
-        finally:
-            if not writer.done():
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
+    def _on_written(self, written: int) -> None:
+        self.received = written
+        self._notify()
 
     async def _follow(self, lock_fd: int, data_path: Path, size_path: Path) -> bool:
         """Serve the download another process leads; return False if this process must lead instead."""

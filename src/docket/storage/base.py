@@ -6,7 +6,7 @@ digest is metadata, kept elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -36,12 +36,20 @@ class PendingWrite(Protocol):
 
     @property
     def size(self) -> int:
-        """Bytes written so far."""
+        """Bytes accepted by `write` so far."""
 
-    async def write(self, data: bytes) -> None: ...
+    @property
+    def written(self) -> int:
+        """Bytes already in `path`, which readers following it may read."""
 
-    def verify(self, expected_size: int | None = None) -> None:
-        """Check size and digest of what was written; raise DigestMismatch or SizeMismatch."""
+    on_written: Callable[[int], None] | None
+    """Called on the event loop with the new value of `written` each time it grows."""
+
+    async def write(self, data: bytes) -> None:
+        """Accept `data` for appending. It may reach `path` after this returns."""
+
+    async def verify(self, expected_size: int | None = None) -> None:
+        """Wait for accepted data, then check size and digest; raise DigestMismatch or SizeMismatch."""
 
     async def commit(self, expected_size: int | None = None) -> int:
         """Verify size and digest and publish the content; raise DigestMismatch or SizeMismatch."""

@@ -18,11 +18,12 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 
 from docket.oci.digest import Digest
 from docket.storage.base import DigestMismatch, SizeMismatch
+from docket.storage.pipeline import WritePipeline, write_all
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # so a stream of small network reads costs few executor round trips.
 _WRITE_BATCH = 1 << 20
 _READ_CHUNK = 1 << 20
+# Writes from this size on go through a WritePipeline. Smaller content is not worth two threads.
+_PIPELINE_MIN = 256 << 10
 
 
 class FilesystemStore:
@@ -244,7 +247,8 @@ class FilesystemPendingWrite:
     """Content being written to a temporary file, hashed as it arrives.
 
     `path` may be opened for reading while the write goes on, which is how readers
-    follow a blob that is still being fetched from an upstream.
+    follow a blob that is still being fetched from an upstream. `written` counts the
+    bytes already in that file, and `on_written` receives each new count.
     """
 
     def __init__(self, store: FilesystemStore, digest: Digest, name: str | None = None) -> None:
@@ -258,23 +262,49 @@ class FilesystemPendingWrite:
             path = str(store._tmp / name)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._fd: int | None = fd
+        self._pipeline: WritePipeline | None = None
+        self._pipeline_start = 0
         self.path = Path(path)
         self.size = 0
+        self.written = 0
+        self.on_written: Callable[[int], None] | None = None
 
     def _write_sync(self, data: bytes) -> None:
         assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        write_all(self._fd, data)
         self._hasher.update(data)
 
+    def _count_written(self, written: int) -> None:
+        self.written = written
+        if self.on_written is not None:
+            self.on_written(written)
+
     async def write(self, data: bytes) -> None:
-        """Append `data`; the bytes are visible to readers of `path` when this returns."""
-        await asyncio.to_thread(self._write_sync, data)
+        """Append `data`, waiting only while the writing and hashing threads are behind.
+
+        Small content is written in one thread hand-off per call. From the first large
+        chunk on, a `WritePipeline` writes and hashes on two threads of its own, so this
+        returns before the bytes reach the file: `written` and `on_written` report them.
+        """
+        if self._pipeline is None and len(data) < _PIPELINE_MIN:
+            await asyncio.to_thread(self._write_sync, data)
+            self.size += len(data)
+            self._count_written(self.size)
+            return
+        if self._pipeline is None:
+            assert self._fd is not None
+            self._pipeline_start = self.size
+            self._pipeline = WritePipeline(self._fd, self._hasher, self._on_pipeline_written)
+        await self._pipeline.submit(data)
         self.size += len(data)
 
-    def verify(self, expected_size: int | None = None) -> None:
+    def _on_pipeline_written(self, written_by_pipeline: int) -> None:
+        self._count_written(self._pipeline_start + written_by_pipeline)
+
+    async def verify(self, expected_size: int | None = None) -> None:
+        """Wait for pending writes, then check size and digest; raise DigestMismatch or SizeMismatch."""
+        if self._pipeline is not None:
+            await self._pipeline.drain()
         if expected_size is not None and self.size != expected_size:
             raise SizeMismatch(expected_size, self.size)
         actual = Digest(self.digest.algorithm, self._hasher.hexdigest())
@@ -283,7 +313,8 @@ class FilesystemPendingWrite:
 
     async def commit(self, expected_size: int | None = None) -> int:
         """Verify size and digest, sync, and make the content visible under its digest."""
-        self.verify(expected_size)
+        await self.verify(expected_size)
+        await self._stop_pipeline()
         fd = self._fd
         assert fd is not None
         await asyncio.to_thread(os.fsync, fd)
@@ -293,10 +324,16 @@ class FilesystemPendingWrite:
         return self.size
 
     async def abort(self) -> None:
+        await self._stop_pipeline()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         self.path.unlink(missing_ok=True)
+
+    async def _stop_pipeline(self) -> None:
+        # The writing thread must stop before the descriptor closes, or it could write to a reused descriptor number.
+        if self._pipeline is not None:
+            await self._pipeline.close()
 
 
 def _sync_file(path: Path) -> None:
