@@ -799,4 +799,3 @@ def test_delete_unknown_repository(client: httpx.Client, repo: str) -> None:
     response = client.delete(f"/v2/{repo}/manifests/{digest_of(b'never pushed')}")
 
     assert response.status_code == 404
-

@@ -429,9 +429,7 @@ def test_referrers_paginated(small_pages: httpx.Client) -> None:
     expected_a = {manifest.digest for i, manifest in enumerate(pushed) if i % 3}
 
     digests, pages = collect(small_pages, f"/v2/{repository}/referrers/{base.digest}")
-    filtered, filtered_pages = collect(
-        small_pages, f"/v2/{repository}/referrers/{base.digest}?artifactType={TYPE_A}"
-    )
+    filtered, filtered_pages = collect(small_pages, f"/v2/{repository}/referrers/{base.digest}?artifactType={TYPE_A}")
 
     assert [len(page.json()["manifests"]) for page in pages] == [3, 3, 2]
     assert sorted(digests) == sorted(manifest.digest for manifest in pushed)

@@ -388,9 +388,12 @@ def test_upstream_flags(tmp_path: Path, start_docket: Callable[..., DocketProces
         manifest = image()
         upstream.add_image("flagged", manifest, tags=["v1"])
         server = start_docket(
-            "--config", str(write_config(tmp_path, "[cache]\nembedded_rules = false\n")),
-            "--upstream", f"team={upstream.url}",
-            "--upstream-credentials", "team=robot:flag-password",
+            "--config",
+            str(write_config(tmp_path, "[cache]\nembedded_rules = false\n")),
+            "--upstream",
+            f"team={upstream.url}",
+            "--upstream-credentials",
+            "team=robot:flag-password",
         )
 
         with httpx.Client(base_url=server.url, timeout=30.0, verify=PLAIN_HTTP) as client:
@@ -411,9 +414,7 @@ def test_push_tag_denied(http: httpx.Client, upstream_a: FakeUpstream) -> None:
     for blob in mine.blobs:
         push_blob(http, "team/push-tag", blob)
 
-    response = http.put(
-        "/v2/team/push-tag/manifests/v1", content=mine.data, headers={"Content-Type": mine.media_type}
-    )
+    response = http.put("/v2/team/push-tag/manifests/v1", content=mine.data, headers={"Content-Type": mine.media_type})
     served = get_manifest(http, "team/push-tag", "v1")
 
     assert response.status_code == 403
@@ -645,23 +646,31 @@ NO_EMBEDDED = "[cache]\nembedded_rules = false\n"
         pytest.param(NO_EMBEDDED + RULE_A + RULE_A, (), "rules[1].prefix", id="duplicate-prefix"),
         pytest.param(
             NO_EMBEDDED + '[[rules]]\nprefix = "Team/App"\nurl = "http://127.0.0.1:9"\n',
-            (), "invalid prefix 'Team/App'", id="invalid-prefix",
+            (),
+            "invalid prefix 'Team/App'",
+            id="invalid-prefix",
         ),
         pytest.param(
             NO_EMBEDDED + RULE_A + '[[rules]]\nprefix = "other"\nurl = "http://127.0.0.1:9"\n',
-            (), "prefixes 'team' and 'other'", id="same-namespace",
+            (),
+            "prefixes 'team' and 'other'",
+            id="same-namespace",
         ),
         pytest.param(
             NO_EMBEDDED
             + RULE_A.replace('"team"', '"team"\nnamespace = "shared.test"')
             + RULE_B.replace('"other"', '"other"\nnamespace = "shared.test"'),
-            (), "prefixes 'team' and 'other'", id="same-configured-namespace",
+            (),
+            "prefixes 'team' and 'other'",
+            id="same-configured-namespace",
         ),
         pytest.param(
             NO_EMBEDDED + '[[rules]]\nprefix = "team"\nurl = "127.0.0.1:9"\n', (), "rules[0].url", id="bad-url"
         ),
         pytest.param(
-            NO_EMBEDDED + '[[rules]]\nprefix = "team"\nurl = "http://127.0.0.1:9/v2"\n', (), "rules[0].url",
+            NO_EMBEDDED + '[[rules]]\nprefix = "team"\nurl = "http://127.0.0.1:9/v2"\n',
+            (),
+            "rules[0].url",
             id="url-with-path",
         ),
         pytest.param(NO_EMBEDDED + RULE_A + 'tag_ttl = "5x"\n', (), "rules[0].tag_ttl", id="rule-duration"),
@@ -669,11 +678,15 @@ NO_EMBEDDED = "[cache]\nembedded_rules = false\n"
         pytest.param(NO_EMBEDDED + RULE_A, ("--referrers-ttl", "1h 30m"), "--referrers-ttl", id="referrers-ttl-flag"),
         pytest.param('[cache]\ntag_ttl = "5x"\n', (), "cache.tag_ttl", id="cache-duration"),
         pytest.param(
-            NO_EMBEDDED + RULE_A, ("--upstream-credentials", "other=robot:pw"), "--upstream-credentials",
+            NO_EMBEDDED + RULE_A,
+            ("--upstream-credentials", "other=robot:pw"),
+            "--upstream-credentials",
             id="credentials-unknown-prefix",
         ),
         pytest.param(
-            NO_EMBEDDED + RULE_A, ("--upstream-credentials", "team=robot"), "--upstream-credentials",
+            NO_EMBEDDED + RULE_A,
+            ("--upstream-credentials", "team=robot"),
+            "--upstream-credentials",
             id="credentials-no-password",
         ),
         pytest.param(NO_EMBEDDED, ("--upstream", "team"), "--upstream", id="upstream-flag-no-url"),
@@ -683,7 +696,9 @@ NO_EMBEDDED = "[cache]\nembedded_rules = false\n"
         pytest.param(NO_EMBEDDED + RULE_A + 'ttl = "5m"\n', (), "rules[0].ttl", id="unknown-rule-key"),
         pytest.param(
             NO_EMBEDDED + RULE_A + 'username = "robot"\npassword_env = "DOCKET_TEST_UNSET_PASSWORD"\n',
-            (), "rules[0].password_env", id="password-env-unset",
+            (),
+            "rules[0].password_env",
+            id="password-env-unset",
         ),
         pytest.param(
             '[cache]\nembedded_rules = false\ndefault_rule = "hub"\n' + RULE_A, (), "default_rule", id="default-rule"
@@ -705,8 +720,12 @@ def test_startup_rejects(tmp_path: Path, config: str, flags: tuple[str, ...], ke
 def test_startup_hides_password(tmp_path: Path) -> None:
     path = write_config(tmp_path, NO_EMBEDDED + RULE_A)
     result = run_serve(
-        "--config", str(path), "--data-dir", str(tmp_path / "data"),
-        "--upstream-credentials", "other=robot:pw-not-for-logs",
+        "--config",
+        str(path),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--upstream-credentials",
+        "other=robot:pw-not-for-logs",
     )
     assert result.returncode != 0
     assert "pw-not-for-logs" not in result.stderr

@@ -365,47 +365,69 @@ def test_rule_table_defaults_from_cache(tmp_path: Path) -> None:
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "referrers_ttl": -1},
-            "rules[0].referrers_ttl", "must not be negative", id="ttl-negative",
+            "rules[0].referrers_ttl",
+            "must not be negative",
+            id="ttl-negative",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "max_connections": 0},
-            "rules[0].max_connections", "at least 1", id="connections-zero",
+            "rules[0].max_connections",
+            "at least 1",
+            id="connections-zero",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "retries": -1},
-            "rules[0].retries", "at least 0", id="retries-negative",
+            "rules[0].retries",
+            "at least 0",
+            id="retries-negative",
         ),
         pytest.param(
-            {"prefix": "team", "url": UPSTREAM_A, "retries": True}, "rules[0].retries", "expected an integer",
+            {"prefix": "team", "url": UPSTREAM_A, "retries": True},
+            "rules[0].retries",
+            "expected an integer",
             id="retries-bool",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "upstream_tag_deleted": "drop"},
-            "rules[0].upstream_tag_deleted", "'forget' or 'keep'", id="tag-deleted",
+            "rules[0].upstream_tag_deleted",
+            "'forget' or 'keep'",
+            id="tag-deleted",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "library_prefix": "yes"},
-            "rules[0].library_prefix", "true or false", id="library-string",
+            "rules[0].library_prefix",
+            "true or false",
+            id="library-string",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "token_hosts": "auth.example"},
-            "rules[0].token_hosts", "list of host names", id="token-hosts-string",
+            "rules[0].token_hosts",
+            "list of host names",
+            id="token-hosts-string",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "password_env": "DOCKET_TEST_UNSET_VARIABLE", "username": "u"},
-            "rules[0].password_env", "DOCKET_TEST_UNSET_VARIABLE is not set", id="password-env-unset",
+            "rules[0].password_env",
+            "DOCKET_TEST_UNSET_VARIABLE is not set",
+            id="password-env-unset",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "username_env": "DOCKET_TEST_UNSET_VARIABLE"},
-            "rules[0].username_env", "is not set", id="username-env-unset",
+            "rules[0].username_env",
+            "is not set",
+            id="username-env-unset",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "username": "robot"},
-            "rules[0]", "both a username and a password", id="username-only",
+            "rules[0]",
+            "both a username and a password",
+            id="username-only",
         ),
         pytest.param(
             {"prefix": "team", "url": UPSTREAM_A, "password_file": "absent.txt", "username": "robot"},
-            "rules[0].password_file", "cannot read", id="password-file-missing",
+            "rules[0].password_file",
+            "cannot read",
+            id="password-file-missing",
         ),
     ],
 )
@@ -560,25 +582,42 @@ def test_cli_rule_invalid_url() -> None:
     [
         pytest.param(
             f'[[rules]]\nprefix = "team"\nurl = "{UPSTREAM_A}"\n[[rules]]\nprefix = "team"\nurl = "{UPSTREAM_B}"\n',
-            "rules[1].prefix", "already used", id="duplicate-prefix",
+            "rules[1].prefix",
+            "already used",
+            id="duplicate-prefix",
         ),
         pytest.param(
             f'[[rules]]\nprefix = "team/"\nurl = "{UPSTREAM_A}"\n[[rules]]\nprefix = "team"\nurl = "{UPSTREAM_B}"\n',
-            "rules[1].prefix", "already used", id="duplicate-after-strip",
+            "rules[1].prefix",
+            "already used",
+            id="duplicate-after-strip",
         ),
         pytest.param(
-            f'[[rules]]\nprefix = "Team"\nurl = "{UPSTREAM_A}"\n', "rules[0].prefix: invalid prefix", "'Team'", id="uppercase"
+            f'[[rules]]\nprefix = "Team"\nurl = "{UPSTREAM_A}"\n',
+            "rules[0].prefix: invalid prefix",
+            "'Team'",
+            id="uppercase",
         ),
         pytest.param(
-            f'[[rules]]\nprefix = "a/../b"\nurl = "{UPSTREAM_A}"\n', "rules[0].prefix: invalid prefix", "'a/../b'", id="dots"
+            f'[[rules]]\nprefix = "a/../b"\nurl = "{UPSTREAM_A}"\n',
+            "rules[0].prefix: invalid prefix",
+            "'a/../b'",
+            id="dots",
         ),
-        pytest.param(f'[[rules]]\nprefix = ""\nurl = "{UPSTREAM_A}"\n', "rules[0].prefix: invalid prefix", "''", id="empty"),
+        pytest.param(
+            f'[[rules]]\nprefix = ""\nurl = "{UPSTREAM_A}"\n', "rules[0].prefix: invalid prefix", "''", id="empty"
+        ),
         pytest.param(
             f'[[rules]]\nprefix = "team"\nurl = "{UPSTREAM_A}"\n[[rules]]\nprefix = "other"\nurl = "{UPSTREAM_A}"\n',
-            "rules: prefixes 'team' and 'other'", "127.0.0.1:5001", id="same-namespace",
+            "rules: prefixes 'team' and 'other'",
+            "127.0.0.1:5001",
+            id="same-namespace",
         ),
         pytest.param(
-            "[cache]\nembedded_rules = false\ndefault_rule = \"hub\"\n", "cache.default_rule", "'hub'", id="default-unknown"
+            '[cache]\nembedded_rules = false\ndefault_rule = "hub"\n',
+            "cache.default_rule",
+            "'hub'",
+            id="default-unknown",
         ),
         pytest.param('[cache]\ntag_ttl = "5x"\n', "cache.tag_ttl", "invalid duration", id="cache-ttl"),
         pytest.param("[cache]\nreferrers_ttl = true\n", "cache.referrers_ttl", "invalid duration", id="cache-bool"),

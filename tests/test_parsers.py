@@ -513,9 +513,9 @@ def test_links_round_trip(path: str, params: dict[str, str | int]) -> None:
         pytest.param('</p> ;rel = "next" ', {"next": "/p"}, id="whitespace"),
         pytest.param('</a>; title="x", </b>; rel="next"', {"next": "/b"}, id="link-without-rel"),
         pytest.param('</a>; title="a, b; rel=prev"; rel="next"', {"next": "/a"}, id="separators-in-quotes"),
-        pytest.param('</a>; type=text/plain; rel=next, </b>; rel=prev', {"next": "/a", "prev": "/b"}, id="mixed"),
+        pytest.param("</a>; type=text/plain; rel=next, </b>; rel=prev", {"next": "/a", "prev": "/b"}, id="mixed"),
         pytest.param(
-            "<https://registry.example/v2/_catalog?n=5&last=x>; rel=\"next\"",
+            '<https://registry.example/v2/_catalog?n=5&last=x>; rel="next"',
             {"next": "https://registry.example/v2/_catalog?n=5&last=x"},
             id="absolute-uri",
         ),

@@ -428,8 +428,10 @@ def synced_v2(env: Env, testrepo: RegclientRepo) -> str:
     images = [testrepo.v2, *testrepo.platforms.values()]
     referrer_subjects = [*testrepo.v2_referrers, *testrepo.arms.values(), testrepo.sbom_signature.digest]
     wait_until(
-        lambda: all(discovered(env.upstream, "sync", subject) for subject in images)
-        and all(referrer_discovered(env.upstream, "sync", subject) for subject in referrer_subjects),
+        lambda: (
+            all(discovered(env.upstream, "sync", subject) for subject in images)
+            and all(referrer_discovered(env.upstream, "sync", subject) for subject in referrer_subjects)
+        ),
         f"discovery of the referrers of v2, its platforms and their referrers in {env.upstream.kind}",
     )
 
@@ -544,8 +546,10 @@ def synced_child(env: Env, testrepo: RegclientRepo) -> None:
     """Pull `child`, whose referrer `loop` is an index that also lists `child`, and wait for the sync."""
     pull(env.http, f"{PLAIN}/edge", "child")
     wait_until(
-        lambda: discovered(env.upstream, "edge", testrepo.child)
-        and referrer_discovered(env.upstream, "edge", testrepo.loop),
+        lambda: (
+            discovered(env.upstream, "edge", testrepo.child)
+            and referrer_discovered(env.upstream, "edge", testrepo.loop)
+        ),
         "discovery of the referrers of child and loop",
     )
 

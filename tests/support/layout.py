@@ -82,8 +82,10 @@ class OciLayout:
             document = json.loads(data)
         except ValueError:
             return False
-        return isinstance(document, dict) and document.get("schemaVersion") == 2 and (
-            "manifests" in document or "layers" in document or "config" in document
+        return (
+            isinstance(document, dict)
+            and document.get("schemaVersion") == 2
+            and ("manifests" in document or "layers" in document or "config" in document)
         )
 
     def push(self, client: httpx.Client, repository: str, descriptor: dict[str, Any], tag: str | None = None) -> None:

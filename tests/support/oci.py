@@ -128,9 +128,7 @@ def index(
     document: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": media_type,
-        "manifests": [
-            child.descriptor(platform=platforms[i % len(platforms)]) for i, child in enumerate(children)
-        ],
+        "manifests": [child.descriptor(platform=platforms[i % len(platforms)]) for i, child in enumerate(children)],
     }
     if subject is not None:
         document["subject"] = subject.descriptor()
@@ -151,7 +149,9 @@ def push_blob(client: httpx.Client, repository: str, blob: Blob) -> httpx.Respon
     return response
 
 
-def push_manifest(client: httpx.Client, repository: str, manifest: Manifest, reference: str | None = None) -> httpx.Response:
+def push_manifest(
+    client: httpx.Client, repository: str, manifest: Manifest, reference: str | None = None
+) -> httpx.Response:
     """Push a manifest's blobs, its children, then the manifest itself."""
     for child in manifest.children:
         push_manifest(client, repository, child)
