@@ -296,7 +296,12 @@ def _serve(arguments: argparse.Namespace) -> int:
         print(f"docket: invalid configuration: {error}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
-    from docket.server import serve
+    from docket.server import StartupFailed, serve
+    from docket.storage.lock import DataDirectoryBusy
 
-    serve(config)
+    try:
+        serve(config)
+    except (DataDirectoryBusy, StartupFailed) as error:
+        print(f"docket: cannot serve: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -97,9 +97,14 @@ async def _run_site(config: Config, site_factory: Callable[[web.AppRunner], web.
         await runner.cleanup()
 
 
+class StartupFailed(Exception):
+    """The data directory could not be prepared for serving."""
+
+
 def serve(config: Config) -> None:
     lock = hold(config.data_dir, exclusive=False)
     try:
+        _prepare_data_dir(config)
         if config.workers <= 1:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(
@@ -114,19 +119,36 @@ def serve(config: Config) -> None:
 
 
 def _prepare_data_dir(config: Config) -> None:
-    """Run migrations and empty tmp/ once, before any worker starts."""
+    """Run migrations and empty tmp/ in a short-lived child process, before serving.
+
+    Only the child loads Alembic, so the processes that serve never hold it in memory.
+    """
 
     async def prepare() -> None:
         registry = build_registry(config)
         await registry.open()
         await registry.close()
 
-    asyncio.run(prepare())
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            asyncio.run(prepare())
+        except BaseException:
+            log.exception("preparing the data directory %s failed", config.data_dir)
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise StartupFailed(
+            f"preparing the data directory {config.data_dir} failed (exit status {code}); see the error above"
+        )
 
 
 def _serve_workers(config: Config) -> None:
     """Fork `config.workers` processes that accept connections on one listening socket."""
-    _prepare_data_dir(config)
     sock = socket.create_server((config.listen.host, config.listen.port), backlog=2048, reuse_port=False)
     sock.setblocking(False)
     children: dict[int, int] = {}
