@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from docket.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from docket.api.responses import empty_response
 from docket.api.sendfile import FileRangeResponse, send_file_range
 from docket.cache.blobs import LocalBlob
-from docket.cache.fills import BlobFill, FillFailed
+from docket.cache.fills import BlobFill, FillFailed, FillGone
 from docket.cache.rules import CacheTarget
 from docket.errors import ErrorCode, RegistryError
 from docket.oci.digest import Digest
@@ -85,12 +86,12 @@ async def _cached_blob_get(request: web.Request, target: CacheTarget, digest: Di
         return response
     for _attempt in range(2):
         source = await cache.blobs.open(target, digest)
-        if not isinstance(source, LocalBlob):
-            return await _serve_fill(request, source, digest, headers)
-        byte_range = _requested_range(request, digest, source.size)
         try:
-            return _file_response(source.path, source.size, byte_range, headers)
-        except FileNotFoundError:
+            if not isinstance(source, LocalBlob):
+                return await _serve_fill(request, source, digest, dict(headers))
+            byte_range = _requested_range(request, digest, source.size)
+            return _file_response(source.path, source.size, byte_range, dict(headers))
+        except (FileNotFoundError, FillGone):
             # Evicted between the lookup and the open: fetch it again.
             cache.blobs.forget(target, digest)
     raise RegistryError(ErrorCode.UNAVAILABLE, f"blob {digest} keeps disappearing from the store", status=503)
@@ -99,7 +100,10 @@ async def _cached_blob_get(request: web.Request, target: CacheTarget, digest: Di
 async def _serve_fill(
     request: web.Request, fill: BlobFill, digest: Digest, headers: dict[str, str]
 ) -> web.StreamResponse:
-    """Stream a blob from a fill in progress; cut the connection if the fill fails."""
+    """Stream a blob from a fill in progress; cut the connection if the fill fails.
+
+    Raises FileNotFoundError or FillGone, before any header is sent, if the blob left the store.
+    """
     if fill.size is None:
         # The upstream sent no Content-Length: wait for the whole verified blob.
         await fill.finished.wait()
@@ -114,22 +118,31 @@ async def _serve_fill(
     if byte_range is not None:
         start, end, status = byte_range.start, byte_range.end, 206
         headers["Content-Range"] = byte_range.content_range()
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = end - start + 1
-    writer = await response.prepare(request)
-    assert writer is not None
     try:
-        async for file_fd, offset, count in fill.spans(start, end):
-            await send_file_range(request, writer, file_fd, offset, count)
+        file_fd = fill.open_reader()
+    except FillGone:
+        raise
     except FillFailed as error:
-        # Cutting the connection is the only way to tell the client that the body
-        # it is receiving is wrong; it gets fewer bytes than Content-Length.
-        log.warning("aborted response for blob %s after the fill failed: %s", digest, error)
-        if request.transport is not None:
-            request.transport.abort()
+        raise RegistryError(ErrorCode.UNAVAILABLE, f"fetching blob {digest} failed: {error}", status=502) from None
+    try:
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = end - start + 1
+        writer = await response.prepare(request)
+        assert writer is not None
+        try:
+            async for span_fd, offset, count in fill.spans(file_fd, start, end):
+                await send_file_range(request, writer, span_fd, offset, count)
+        except FillFailed as error:
+            # Cutting the connection is the only way to tell the client that the body
+            # it is receiving is wrong; it gets fewer bytes than Content-Length.
+            log.warning("aborted response for blob %s after the fill failed: %s", digest, error)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
         return response
-    await response.write_eof()
-    return response
+    finally:
+        os.close(file_fd)
 
 
 async def _stream_blob(

@@ -76,6 +76,10 @@ class FillFailed(Exception):
     """The fill a client was reading from failed; the client's response must be aborted."""
 
 
+class FillGone(FillFailed):
+    """The fill's file is gone: it was committed and then evicted or collected. Opening the blob again works."""
+
+
 class BlobFill:
     def __init__(
         self,
@@ -274,13 +278,21 @@ class BlobFill:
             error,
         )
 
-    async def spans(self, start: int, end: int) -> AsyncIterator[tuple[int, int, int]]:
+    def open_reader(self) -> int:
+        """Open the file a reader follows, before any response header is sent.
+
+        Raises FillFailed if the fill already failed, and FillGone if its file no longer exists.
+        """
+        if self.error is not None:
+            raise FillFailed(str(self.error))
+        return self._open_for_reading()
+
+    async def spans(self, fd: int, start: int, end: int) -> AsyncIterator[tuple[int, int, int]]:
         """Yield (descriptor, offset, length) spans covering bytes `start` to `end` as they arrive.
 
-        The final byte is released only once the digest is verified. The descriptor
-        stays open until the generator ends.
+        `fd` comes from `open_reader` and stays the caller's to close. The final byte is
+        released only once the digest is verified.
         """
-        fd = self._open_for_reading()
         self.readers += 1
         try:
             position = start
@@ -301,7 +313,6 @@ class BlobFill:
                 position = readable_end
         finally:
             self.readers -= 1
-            os.close(fd)
 
     def _open_for_reading(self) -> int:
         if self._read_path is None:
@@ -309,11 +320,18 @@ class BlobFill:
         try:
             return os.open(self._read_path, os.O_RDONLY)
         except FileNotFoundError:
-            # Committed between the caller's check and this open: read the stored content.
-            path = self.content.local_path(self.digest)
-            if path is None or not self.committed:
-                raise FillFailed("the fill's file disappeared") from None
+            pass
+        # The temporary file was renamed to the stored blob, which happens only after the
+        # digest was verified, so the stored file is safe to read even before `committed` is set.
+        path = self.content.local_path(self.digest)
+        if path is None:
+            raise FillFailed("the fill's file disappeared")
+        try:
             return os.open(Path(path), os.O_RDONLY)
+        except FileNotFoundError:
+            if self.committed:
+                raise FillGone(f"blob {self.digest} was removed from the store after its fill") from None
+            raise FillFailed("the fill's file disappeared") from None
 
 
 class FillManager:
