@@ -65,3 +65,24 @@ def test_workers_serve_manifests_and_stop(start_docket: Callable[..., DocketProc
             assert response.content == manifest.data
         docket.stop()
         assert docket.process is None
+
+
+def test_workers_first_pulls_race(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
+    manifests = {f"team/app{number}": image(layers=1) for number in range(8)}
+    with FakeUpstream() as upstream:
+        for repository, manifest in manifests.items():
+            upstream.add_image(repository, manifest, tags=["v1"])
+        config = write_config(tmp_path / "docket.toml", upstream)
+        docket = start_docket("--config", str(config), "--workers", "2")
+
+        def pull(repository: str) -> tuple[int, str]:
+            # Both workers record each new repository at about the same time.
+            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
+                response = client.get(f"/v2/up/{repository}/manifests/v1", headers={"Accept": image().media_type})
+                return response.status_code, response.headers.get("Docker-Content-Digest", response.text)
+
+        requests = [repository for repository in manifests for _ in range(4)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(pull, requests))
+
+        assert results == [(200, manifests[repository].digest) for repository in requests]

@@ -98,8 +98,22 @@ class SqlMetadataStore(MaintenanceQueries):
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        async with self._write_lock, self.engine.begin() as connection:
-            yield connection
+        """Run one write transaction, committed when the block ends without an exception.
+
+        On SQLite the transaction starts with BEGIN IMMEDIATE, which takes the database's
+        write lock at once. Worker processes sharing the database then run their
+        read-then-write transactions one after another. With a deferred BEGIN, two
+        processes could both find a row missing and the second insert would fail.
+        """
+        async with self._write_lock, self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                await connection.rollback()
+                raise
+            await connection.commit()
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
@@ -127,7 +141,7 @@ class SqlMetadataStore(MaintenanceQueries):
     # Blobs
 
     async def blob_link(self, repository: str, digest: str, size: int, source: str = SOURCE_PUSH) -> None:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             repository_id = await self._ensure_repository(connection, repository)
             await self._ensure_blob(connection, digest, size)
             linked = await connection.execute(
@@ -177,7 +191,7 @@ class SqlMetadataStore(MaintenanceQueries):
         return await self._present_digests(repository_blobs, repository, digests)
 
     async def blob_unlink(self, repository: str, digest: str) -> bool:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             repository_id = await self._repository_id(connection, repository)
             if repository_id is None:
                 return False
@@ -199,7 +213,7 @@ class SqlMetadataStore(MaintenanceQueries):
 
     async def manifest_put(self, put: ManifestPut) -> None:
         record = put.record
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             repository_id = await self._ensure_repository(connection, put.repository)
             await self._ensure_blob(connection, record.digest, record.size)
             existing = await connection.execute(
@@ -292,7 +306,7 @@ class SqlMetadataStore(MaintenanceQueries):
         return await self._present_digests(manifests, repository, digests)
 
     async def manifest_delete(self, repository: str, digest: str) -> bool:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             repository_id = await self._repository_id(connection, repository)
             if repository_id is None:
                 return False
@@ -332,7 +346,7 @@ class SqlMetadataStore(MaintenanceQueries):
         return TagRecord(digest=row[0], source=row[1], checked_at=as_utc(row[2]))
 
     async def tag_mark_checked(self, repository: str, tag: str, checked_at: datetime | None) -> None:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             repository_id = await self._repository_id(connection, repository)
             if repository_id is None:
                 return
@@ -343,7 +357,7 @@ class SqlMetadataStore(MaintenanceQueries):
             )
 
     async def tag_delete(self, repository: str, tag: str) -> bool:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             repository_id = await self._repository_id(connection, repository)
             if repository_id is None:
                 return False
@@ -413,7 +427,7 @@ class SqlMetadataStore(MaintenanceQueries):
     async def upstream_referrers_replace(
         self, repository: str, subject: str, referrers: list[UpstreamReferrer], synced_at: datetime
     ) -> None:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             repository_id = await self._ensure_repository(connection, repository)
             await connection.execute(
                 delete(upstream_referrers).where(
@@ -512,7 +526,7 @@ class SqlMetadataStore(MaintenanceQueries):
     # Uploads
 
     async def upload_create(self, upload_id: str, repository: str) -> None:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             repository_id = await self._ensure_repository(connection, repository)
             now = _now()
             await connection.execute(
@@ -529,11 +543,11 @@ class SqlMetadataStore(MaintenanceQueries):
             return result.scalar_one_or_none()
 
     async def upload_touch(self, upload_id: str) -> None:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             await connection.execute(update(uploads).where(uploads.c.id == upload_id).values(updated_at=_now()))
 
     async def upload_delete(self, upload_id: str) -> None:
-        async with self._write_lock, self.engine.begin() as connection:
+        async with self._writing() as connection:
             await connection.execute(delete(uploads).where(uploads.c.id == upload_id))
 
     async def upload_ids(self) -> set[str]:
