@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,6 +67,39 @@ def test_workers_serve_manifests_and_stop(start_docket: Callable[..., DocketProc
             assert response.content == manifest.data
         docket.stop()
         assert docket.process is None
+
+
+def test_workers_follow_refreshed_tag(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
+    first, second = image(layers=1), image(layers=1)
+    with FakeUpstream() as upstream:
+        upstream.add_image("team/app", first, tags=["v1"])
+        upstream.add_image("team/app", second)
+        config = write_config(tmp_path / "docket.toml", upstream)
+        docket = start_docket("--config", str(config), "--workers", "2")
+
+        def pull(_index: int) -> str:
+            # A new connection each time, so the kernel spreads requests over both workers.
+            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
+                response = client.get("/v2/up/team/app/manifests/v1", headers={"Accept": first.media_type})
+                response.raise_for_status()
+                return response.headers["Docker-Content-Digest"]
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            before = list(pool.map(pull, range(24)))
+        upstream.tag("team/app", "v1", second.digest)
+        refreshed = subprocess.run(
+            [sys.executable, "-m", "docket", "refresh", "up/team/app:v1", "--server", docket.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            after = list(pool.map(pull, range(24)))
+
+        assert before == [first.digest] * 24
+        assert refreshed.returncode == 0, refreshed.stderr
+        # The tag TTL is an hour, so only the refresh can have moved the tag in both workers.
+        assert after == [second.digest] * 24
 
 
 def test_workers_first_pulls_race(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:

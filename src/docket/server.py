@@ -43,6 +43,7 @@ def build_registry(config: Config, *, worker: int | None = None) -> Registry:
         SqlMetadataStore.for_sqlite_file(data_dir / "metadata.db"),
         limits,
         ContentGuard(data_dir / "content.lock"),
+        generation_dir=data_dir,
     )
 
 

@@ -120,7 +120,12 @@ class CachedManifests:
         stored = await self.fetches.run(
             (target.repository, "refresh", tag), lambda: self._revalidate(target, tag, record, strict=True)
         )
-        return ("unchanged" if stored.record.digest == before else "changed"), stored
+        if stored.record.digest == before:
+            return "unchanged", stored
+        # Other worker processes may remember the tag's old digest until its TTL ends. Discarding
+        # that manifest from memory makes each of them look the tag up in the database again.
+        self.local.cache.discard(target.repository, before)
+        return "changed", stored
 
     async def _local(self, target: CacheTarget, digest: str) -> StoredManifest | None:
         try:

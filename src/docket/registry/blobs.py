@@ -8,6 +8,7 @@ from pathlib import Path
 from docket.errors import ErrorCode, RegistryError
 from docket.metadata.base import MetadataStore
 from docket.oci.digest import Digest
+from docket.registry.generation import SharedGeneration
 from docket.registry.links import LinkCache
 from docket.storage.base import ContentStore
 from docket.storage.guard import ContentGuard
@@ -21,13 +22,19 @@ def blob_unknown(repository: str, digest: Digest) -> RegistryError:
 
 class Blobs:
     def __init__(
-        self, content: ContentStore, metadata: MetadataStore, guard: ContentGuard, *, automatic_mount: bool
+        self,
+        content: ContentStore,
+        metadata: MetadataStore,
+        guard: ContentGuard,
+        *,
+        automatic_mount: bool,
+        generation: SharedGeneration | None = None,
     ) -> None:
         self.content = content
         self.metadata = metadata
         self.guard = guard
         self.automatic_mount = automatic_mount
-        self.links = LinkCache()
+        self.links = LinkCache(generation=generation)
 
     async def size(self, repository: str, digest: Digest) -> int:
         """Return the size of a blob the repository links, else raise BLOB_UNKNOWN."""

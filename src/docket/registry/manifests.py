@@ -12,6 +12,7 @@ from docket.metadata.base import ManifestPut, ManifestRecord, MetadataStore
 from docket.oci import mediatypes
 from docket.oci.digest import Digest
 from docket.oci.manifest import ParsedManifest, parse_manifest
+from docket.registry.generation import Observer, SharedGeneration
 from docket.storage.base import ContentStore
 from docket.storage.guard import ContentGuard
 
@@ -40,17 +41,21 @@ class ManifestCache:
     """A byte-bounded LRU of manifests by (repository, digest).
 
     Digest-addressed content never changes, so an entry goes stale only when the
-    manifest is deleted, which this process invalidates.
-    NOTE: with several processes, a delete in one leaves the others serving the
-    manifest from memory until it is evicted.
+    manifest is deleted or evicted. `discard` bumps the shared generation, and every
+    process empties its cache when it sees the generation change.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, generation: SharedGeneration | None = None) -> None:
         self.max_bytes = max_bytes
+        self.generation = generation or SharedGeneration()
+        self._observer = Observer(self.generation)
         self._entries: OrderedDict[tuple[str, str], StoredManifest] = OrderedDict()
         self._bytes = 0
 
     def get(self, repository: str, digest: str) -> StoredManifest | None:
+        if self._observer.changed():
+            self._entries.clear()
+            self._bytes = 0
         key = (repository, digest)
         entry = self._entries.get(key)
         if entry is not None:
@@ -71,18 +76,27 @@ class ManifestCache:
             self._bytes -= len(evicted.data)
 
     def discard(self, repository: str, digest: str) -> None:
+        """Drop an entry here and, through the shared generation, in every other process."""
         old = self._entries.pop((repository, digest), None)
         if old is not None:
             self._bytes -= len(old.data)
+        self.generation.bump()
 
 
 class Manifests:
-    def __init__(self, content: ContentStore, metadata: MetadataStore, limits: Limits, guard: ContentGuard) -> None:
+    def __init__(
+        self,
+        content: ContentStore,
+        metadata: MetadataStore,
+        limits: Limits,
+        guard: ContentGuard,
+        generation: SharedGeneration | None = None,
+    ) -> None:
         self.content = content
         self.metadata = metadata
         self.limits = limits
         self.guard = guard
-        self.cache = ManifestCache(limits.manifest_cache_bytes)
+        self.cache = ManifestCache(limits.manifest_cache_bytes, generation)
 
     async def resolve(self, repository: str, reference: str | Digest) -> str:
         """Return the digest a reference names, raising MANIFEST_UNKNOWN for an unknown tag."""
