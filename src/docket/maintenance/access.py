@@ -22,14 +22,18 @@ class AccessTracker:
         self.metadata = metadata
         self._pending: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
+        # A flush that finds another in progress waits for it, so whoever flushes
+        # next (an eviction pass) reads a database that holds every earlier touch.
+        self._flushing = asyncio.Lock()
 
     def touch(self, digest: str) -> None:
         self._pending[digest] = datetime.now(UTC)
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        if pending:
-            await self.metadata.content_touch(pending)
+        async with self._flushing:
+            pending, self._pending = self._pending, {}
+            if pending:
+                await self.metadata.content_touch(pending)
 
     def start(self) -> None:
         if self._task is None:
