@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from docket.metadata.base import MetadataStore
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 10.0
+# Seconds a read time waits for its blob's record before it is dropped.
+MISSING_KEPT = 600.0
 
 
 class AccessTracker:
@@ -26,14 +28,23 @@ class AccessTracker:
         # next (an eviction pass) reads a database that holds every earlier touch.
         self._flushing = asyncio.Lock()
 
-    def touch(self, digest: str) -> None:
-        self._pending[digest] = datetime.now(UTC)
+    def touch(self, digest: str, when: datetime | None = None) -> None:
+        """Note a read of `digest` at `when` (default: now)."""
+        self._pending[digest] = when or datetime.now(UTC)
 
     async def flush(self) -> None:
         async with self._flushing:
             pending, self._pending = self._pending, {}
-            if pending:
-                await self.metadata.content_touch(pending)
+            if not pending:
+                return
+            missing = await self.metadata.content_touch(pending)
+            # A blob read while its download was still being committed has no record yet.
+            # Keep its read time for the next flush, unless it is so old that the blob never arrived.
+            oldest = datetime.now(UTC) - timedelta(seconds=MISSING_KEPT)
+            for digest in missing:
+                when = pending[digest]
+                if when >= oldest and digest not in self._pending:
+                    self._pending[digest] = when
 
     def start(self) -> None:
         if self._task is None:

@@ -150,7 +150,8 @@ class MetadataStore(Protocol):
 
     # Maintenance (see docket.metadata.maintenance)
 
-    async def content_touch(self, accesses: dict[str, datetime]) -> None: ...
+    async def content_touch(self, accesses: dict[str, datetime]) -> set[str]:
+        """Record read times; return the digests that have no record yet."""
 
     async def content_graph(self) -> ContentGraph: ...
 

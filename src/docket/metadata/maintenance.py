@@ -72,17 +72,28 @@ class MaintenanceQueries(ABC):
     def _reading(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """Open a connection for reading."""
 
-    async def content_touch(self, accesses: dict[str, datetime]) -> None:
-        """Record reads: raise `last_access` of each digest to the given time."""
+    async def content_touch(self, accesses: dict[str, datetime]) -> set[str]:
+        """Record reads: raise `last_access` of each digest to the given time.
+
+        Returns the digests that have no record yet, such as a blob whose download
+        is still being committed, so the caller can record them later.
+        """
         if not accesses:
-            return
+            return set()
+        unchanged = []
         async with self._writing() as connection:
             for digest, when in accesses.items():
-                await connection.execute(
+                result = await connection.execute(
                     update(blobs)
                     .where(blobs.c.digest == digest, or_(blobs.c.last_access.is_(None), blobs.c.last_access < when))
                     .values(last_access=when)
                 )
+                if result.rowcount == 0:
+                    unchanged.append(digest)
+            if not unchanged:
+                return set()
+            stored = await connection.execute(select(blobs.c.digest).where(blobs.c.digest.in_(unchanged)))
+            return set(unchanged) - {row[0] for row in stored}
 
     async def content_graph(self) -> ContentGraph:
         async with self._reading() as connection:
