@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.oci import image
@@ -121,3 +122,37 @@ def test_workers_first_pulls_race(start_docket: Callable[..., DocketProcess], tm
             results = list(pool.map(pull, requests))
 
         assert results == [(200, manifests[repository].digest) for repository in requests]
+
+
+def cache_hits(text: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "docket_cache_decisions_total" and sample.labels["decision"] == "hit":
+                total += sample.value
+    return total
+
+
+def test_workers_metrics_cover_all(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
+    manifest = image(layers=1)
+    with FakeUpstream() as upstream:
+        upstream.add_image("team/app", manifest, tags=["v1"])
+        config = write_config(tmp_path / "docket.toml", upstream)
+        docket = start_docket("--config", str(config), "--workers", "2", data_dir=tmp_path / "data")
+
+        def get(path: str) -> httpx.Response:
+            # A new connection each time, so the kernel spreads requests over both workers.
+            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
+                return client.get(path, headers={"Accept": manifest.media_type})
+
+        first = get("/v2/up/team/app/manifests/v1")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            pulls = list(pool.map(get, ["/v2/up/team/app/manifests/v1"] * 24))
+            scrapes = list(pool.map(get, ["/metrics"] * 12))
+
+    assert first.status_code == 200
+    assert [response.status_code for response in pulls] == [200] * 24
+    assert [response.status_code for response in scrapes] == [200] * 12
+    # Every pull after the first is a hit, and whichever worker answers the scrape reports all of them.
+    assert [cache_hits(response.text) for response in scrapes] == [24.0] * 12
+    assert list((tmp_path / "data" / "metrics").glob("*.db")) != []

@@ -296,6 +296,10 @@ def _serve(arguments: argparse.Namespace) -> int:
         print(f"docket: invalid configuration: {error}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
+    if config.workers > 1:
+        from docket import multiprocess_metrics
+
+        multiprocess_metrics.enable(config.data_dir)
     from docket.server import StartupFailed, serve
     from docket.storage.lock import DataDirectoryBusy
 

@@ -15,7 +15,11 @@ UPSTREAM_REQUESTS = Counter(
     ["upstream", "method", "status"],
 )
 UPSTREAM_BYTES = Counter("docket_upstream_bytes_total", "Bytes received from upstream registries", ["upstream"])
-FILLS_IN_PROGRESS = Gauge("docket_blob_fills_in_progress", "Blob downloads from upstream in progress")
+# With several workers, gauges combine the workers' values: live fills add up, and the
+# store size is the value set most recently by any worker.
+FILLS_IN_PROGRESS = Gauge(
+    "docket_blob_fills_in_progress", "Blob downloads from upstream in progress", multiprocess_mode="livesum"
+)
 FILL_WAITERS = Counter(
     "docket_blob_fill_coalesced_total", "Blob requests served from a download another request started"
 )
@@ -33,8 +37,14 @@ REFERRER_SYNC_FAILURES = Counter(
     "docket_referrer_sync_failures_total", "Failed referrer discoveries and syncs by upstream", ["upstream"]
 )
 POLICY_DENIALS = Counter("docket_policy_denials_total", "Manifests refused by require_referrers, by rule", ["rule"])
-STORE_BYTES = Gauge("docket_store_bytes", "Bytes of content in the store, as of the last eviction pass")
-STORE_OBJECTS = Gauge("docket_store_objects", "Blobs and manifests in the store, as of the last eviction pass")
+STORE_BYTES = Gauge(
+    "docket_store_bytes", "Bytes of content in the store, as of the last eviction pass", multiprocess_mode="mostrecent"
+)
+STORE_OBJECTS = Gauge(
+    "docket_store_objects",
+    "Blobs and manifests in the store, as of the last eviction pass",
+    multiprocess_mode="mostrecent",
+)
 EVICTED_UNITS = Counter("docket_evicted_images_total", "Cached images (with their referrers) evicted")
 EVICTED_BYTES = Counter("docket_evicted_bytes_total", "Bytes of blobs deleted by eviction")
 GC_BLOBS = Counter("docket_gc_blobs_total", "Unreferenced blobs deleted by garbage collection")

@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 import uvloop
 from aiohttp import web
+from prometheus_client import multiprocess
 
+from docket import multiprocess_metrics
 from docket.api.access_log import AccessLogger
 from docket.api.app import create_app
 from docket.cache.service import PullThroughCache
@@ -194,6 +196,9 @@ def _serve_workers(config: Config) -> None:
         if pid not in children:
             continue
         index = children.pop(pid)
+        if multiprocess_metrics.enabled():
+            # Drop the gauges that only count while their process lives, such as fills in progress.
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # unannotated in the library
         if not stopping:
             log.error("worker %d (pid %d) exited with status %d; starting it again", index, pid, status)
             start_worker(index)

@@ -6,9 +6,10 @@ import logging
 from datetime import UTC, datetime
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from docket import metrics as counters
+from docket import multiprocess_metrics
 from docket.api.context import CACHE, REGISTRY
 from docket.api.responses import json_response
 from docket.logs import RECENT_PROBLEMS
@@ -20,7 +21,14 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     counts = await request.app[REGISTRY].metadata.count_rows()
     counters.STORE_BYTES.set(counts.get("blob_bytes", 0))
     counters.STORE_OBJECTS.set(counts.get("blobs", 0))
-    response = web.Response(body=generate_latest())
+    if multiprocess_metrics.enabled():
+        # Sum the files of every worker, so any worker answers for the whole server.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated in the library
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
 
