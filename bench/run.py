@@ -137,10 +137,14 @@ class Benchmark:
 
     # Servers and content.
 
-    def start_docket(self, name: str) -> Docket:
+    def start_docket(self, name: str, workers: int | None = None) -> Docket:
+        """Start a Docket server with the configured `--workers`, or with `workers` when it is given."""
         upstream_url = self.upstream.url
         server = Docket(
-            name, self.workdir / name, lambda: docket_config(upstream_url), workers=self.settings.docket_workers
+            name,
+            self.workdir / name,
+            lambda: docket_config(upstream_url),
+            workers=workers if workers is not None else self.settings.docket_workers,
         )
         self.servers.start(server)
         return server
@@ -399,20 +403,28 @@ class Benchmark:
         return peak_hwm / 1024, peak_pss / 1024
 
     async def peak_rss(self) -> None:
-        """Row 6: peak RSS of a fresh server while it serves a large cold blob to concurrent clients."""
+        """Row 6: peak RSS of a fresh server while it serves a large cold blob to concurrent clients.
+
+        With `--docket-workers` above 1, a single-process Docket is measured as well, because
+        the summed RSS of forked workers counts the pages they share once per process.
+        """
         image = await self.push("bench/large", "v1", [self.settings.large_size])
         self.discard_files(image)
         layer = image.layers[0]
+        configurations: list[tuple[str, int | None]] = [("Docket", None)]
+        if self.settings.docket_workers is not None and self.settings.docket_workers > 1:
+            configurations.append(("Docket, 1 process", 1))
         for run in range(self.settings.runs):
-            docket = self.start_docket(f"docket-rss-{run}")
-            try:
-                peak, pss = await self.serve_while_sampling(
-                    docket, self.docket_blob_url("bench/large", layer.digest, docket)
-                )
-                self.results.add("Docket: peak RSS, large cold blob", peak, "MiB")
-                self.results.add("Docket: sampled peak Pss, large cold blob", pss, "MiB")
-            finally:
-                self.stop_and_delete(docket)
+            for label, workers in configurations:
+                docket = self.start_docket(f"docket-rss-{run}-{workers or 'configured'}", workers=workers)
+                try:
+                    peak, pss = await self.serve_while_sampling(
+                        docket, self.docket_blob_url("bench/large", layer.digest, docket)
+                    )
+                    self.results.add(f"{label}: peak RSS, large cold blob", peak, "MiB")
+                    self.results.add(f"{label}: sampled peak Pss, large cold blob", pss, "MiB")
+                finally:
+                    self.stop_and_delete(docket)
             proxy = self.start_proxy(f"distribution-proxy-rss-{run}")
             try:
                 peak, _ = await self.serve_while_sampling(
@@ -575,19 +587,27 @@ def build_rows(benchmark: Benchmark) -> list[TableRow]:
         )
     )
 
-    docket = median("Docket: peak RSS, large cold blob")
-    rows.append(
-        TableRow(
-            f"6. Peak RSS, cold {size_text(settings.large_size)} blob to {settings.large_clients} clients",
-            "MiB",
-            docket,
-            [("distribution proxy", median("distribution proxy: peak RSS, large cold blob"))],
-            "< 150 MiB",
-            docket < 150 if docket is not None else None,
-            benchmark.errors.get("peak RSS"),
-            detail=("sampled peak Pss", median("Docket: sampled peak Pss, large cold blob")),
+    memory_rows = [("6", "Docket", "")]
+    if settings.docket_workers is not None and settings.docket_workers > 1:
+        memory_rows = [
+            ("6a", "Docket", f", --workers {settings.docket_workers}"),
+            ("6b", "Docket, 1 process", ", 1 process"),
+        ]
+    for number, label, setup in memory_rows:
+        docket = median(f"{label}: peak RSS, large cold blob")
+        rows.append(
+            TableRow(
+                f"{number}. Peak RSS, cold {size_text(settings.large_size)} blob to {settings.large_clients} clients"
+                + setup,
+                "MiB",
+                docket,
+                [("distribution proxy", median("distribution proxy: peak RSS, large cold blob"))],
+                "< 150 MiB",
+                docket < 150 if docket is not None else None,
+                benchmark.errors.get("peak RSS"),
+                detail=("sampled peak Pss", median(f"{label}: sampled peak Pss, large cold blob")),
+            )
         )
-    )
     return rows
 
 
@@ -626,7 +646,8 @@ def describe_methods(settings: Settings) -> list[str]:
         "server process and its children, read before the server stops. For several processes the sum is an upper "
         "bound, because pages that they share count once for each. The Docket sampled peak Pss is the highest sum of "
         f"Pss (/proc/PID/smaps_rollup) over the same processes, sampled every {MEMORY_SAMPLE_INTERVAL * 1000:.0f} ms, "
-        "which counts shared pages once but can miss a short peak.",
+        "which counts shared pages once but can miss a short peak. With more than one worker, a Docket "
+        "without `--workers` (one process, the default) is measured the same way in the same runs.",
     ]
 
 
