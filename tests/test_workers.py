@@ -153,6 +153,6 @@ def test_workers_metrics_cover_all(start_docket: Callable[..., DocketProcess], t
     assert first.status_code == 200
     assert [response.status_code for response in pulls] == [200] * 24
     assert [response.status_code for response in scrapes] == [200] * 12
-    # Every pull after the first is a hit, and whichever worker answers the scrape reports all of them.
+    # Every pull after the first is a hit, and the scrape reports all of them, whichever worker serves it.
     assert [cache_hits(response.text) for response in scrapes] == [24.0] * 12
     assert list((tmp_path / "data" / "metrics").glob("*.db")) != []

@@ -2,7 +2,7 @@
 
 prometheus-client keeps counters in files under `PROMETHEUS_MULTIPROC_DIR` when that
 variable is set before the library is imported. Each worker writes its own files,
-and `/metrics` in any worker sums them, so every scrape sees the whole server.
+and `/metrics` in any worker sums them, so every scrape reports the whole server.
 """
 
 from __future__ import annotations

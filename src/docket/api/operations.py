@@ -22,7 +22,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     counters.STORE_BYTES.set(counts.get("blob_bytes", 0))
     counters.STORE_OBJECTS.set(counts.get("blobs", 0))
     if multiprocess_metrics.enabled():
-        # Sum the files of every worker, so any worker answers for the whole server.
+        # Sum the files of every worker, so the response from any worker covers the whole server.
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated in the library
         body = generate_latest(registry)

@@ -24,8 +24,8 @@ class AccessTracker:
         self.metadata = metadata
         self._pending: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
-        # A flush that finds another in progress waits for it, so whoever flushes
-        # next (an eviction pass) reads a database that holds every earlier touch.
+        # A flush that finds another in progress waits for it. The caller that flushes
+        # next (an eviction pass) then reads a database that contains every earlier touch.
         self._flushing = asyncio.Lock()
 
     def touch(self, digest: str, when: datetime | None = None) -> None:

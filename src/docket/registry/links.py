@@ -2,7 +2,7 @@
 
 A blob GET would otherwise ask the database whether the repository links the
 blob on every request. `discard` bumps the shared generation, so every worker
-process forgets its entries when a link is removed. Entries also expire after
+process drops its entries when a link is removed. Entries also expire after
 `TTL` seconds, which bounds how long a link removed without `discard` is served.
 """
 

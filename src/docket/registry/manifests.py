@@ -42,7 +42,7 @@ class ManifestCache:
 
     Digest-addressed content never changes, so an entry goes stale only when the
     manifest is deleted or evicted. `discard` bumps the shared generation, and every
-    process empties its cache when it sees the generation change.
+    process empties its cache when it reads a new generation value.
     """
 
     def __init__(self, max_bytes: int, generation: SharedGeneration | None = None) -> None:
