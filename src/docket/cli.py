@@ -296,16 +296,28 @@ def _serve(arguments: argparse.Namespace) -> int:
         print(f"docket: invalid configuration: {error}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
-    if config.workers > 1:
-        from docket import multiprocess_metrics
+    from docket import multiprocess_metrics
+    from docket.storage.lock import DataDirectoryBusy, hold
 
-        multiprocess_metrics.enable(config.data_dir)
-    from docket.server import StartupFailed, serve
-    from docket.storage.lock import DataDirectoryBusy
-
+    # One server per data directory: the lock comes before anything in the directory changes.
     try:
-        serve(config)
-    except (DataDirectoryBusy, StartupFailed) as error:
+        lock = hold(config.data_dir, exclusive=True)
+    except DataDirectoryBusy as error:
         print(f"docket: cannot serve: {error}", file=sys.stderr)
         return 1
+    except OSError as error:
+        print(f"docket: cannot serve: cannot use data directory {config.data_dir}: {error}", file=sys.stderr)
+        return 1
+    try:
+        if config.workers > 1 or multiprocess_metrics.enabled():
+            multiprocess_metrics.enable(config.data_dir)
+        from docket.server import StartupFailed, serve
+
+        try:
+            serve(config)
+        except StartupFailed as error:
+            print(f"docket: cannot serve: {error}", file=sys.stderr)
+            return 1
+    finally:
+        os.close(lock)
     return 0

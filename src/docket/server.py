@@ -24,7 +24,6 @@ from docket.metadata.sql import SqlMetadataStore
 from docket.registry import Limits, Registry
 from docket.storage.filesystem import FilesystemStore
 from docket.storage.guard import ContentGuard
-from docket.storage.lock import hold
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,10 @@ async def _run_site(config: Config, site_factory: Callable[[web.AppRunner], web.
     )
     await runner.setup()
     try:
-        await site_factory(runner).start()
+        try:
+            await site_factory(runner).start()
+        except OSError as error:
+            raise StartupFailed(f"cannot listen on {config.listen}: {error}") from None
         if worker in (None, 0):
             for address in runner.addresses:
                 host, port = address[0], address[1]
@@ -101,24 +103,21 @@ async def _run_site(config: Config, site_factory: Callable[[web.AppRunner], web.
 
 
 class StartupFailed(Exception):
-    """The data directory could not be prepared for serving."""
+    """The server could not start: its data directory could not be prepared, or its address is taken."""
 
 
 def serve(config: Config) -> None:
-    lock = hold(config.data_dir, exclusive=False)
-    try:
-        _prepare_data_dir(config)
-        if config.workers <= 1:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(
-                    _run_site(
-                        config, lambda app_runner: web.TCPSite(app_runner, config.listen.host, config.listen.port), None
-                    )
+    """Serve until SIGINT or SIGTERM. The caller holds the data directory's lock."""
+    _prepare_data_dir(config)
+    if config.workers <= 1:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(
+                _run_site(
+                    config, lambda app_runner: web.TCPSite(app_runner, config.listen.host, config.listen.port), None
                 )
-        else:
-            _serve_workers(config)
-    finally:
-        os.close(lock)
+            )
+    else:
+        _serve_workers(config)
 
 
 def _prepare_data_dir(config: Config) -> None:
@@ -152,7 +151,10 @@ def _prepare_data_dir(config: Config) -> None:
 
 def _serve_workers(config: Config) -> None:
     """Fork `config.workers` processes that accept connections on one listening socket."""
-    sock = socket.create_server((config.listen.host, config.listen.port), backlog=2048, reuse_port=False)
+    try:
+        sock = socket.create_server((config.listen.host, config.listen.port), backlog=2048, reuse_port=False)
+    except OSError as error:
+        raise StartupFailed(f"cannot listen on {config.listen}: {error}") from None
     sock.setblocking(False)
     children: dict[int, int] = {}
     stopping = False

@@ -1,4 +1,4 @@
-"""The data directory's lock: servers hold it shared, offline maintenance exclusively."""
+"""The data directory's lock: a server and offline maintenance each hold it exclusively."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def hold(data_dir: Path, exclusive: bool) -> int:
     except BlockingIOError:
         os.close(fd)
         raise DataDirectoryBusy(
-            f"{data_dir} is in use by " + ("a running Docket server" if exclusive else "an offline maintenance command")
+            f"data directory {data_dir} is in use by another Docket process "
+            "(a server or an offline maintenance command)"
         ) from None
     return fd
