@@ -173,6 +173,8 @@ class CachedManifests:
             self._forget_tag(target, tag)
             if target.rule.upstream_tag_deleted == TAG_DELETED_FORGET:
                 await self.metadata.tag_delete(target.repository, tag)
+                # Other workers may remember the tag until its TTL ends; this makes them look it up again.
+                self.local.cache.discard(target.repository, record.digest)
                 self._decision(target, "deleted_upstream", tag, "404")
                 raise manifest_unknown(target.repository, tag) from None
             stored = await self._local(target, record.digest)
