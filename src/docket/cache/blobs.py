@@ -127,6 +127,8 @@ class CachedBlobs:
             decision = "coalesced"
             metrics.FILL_WAITERS.inc()
         await fill.started.wait()
+        if fill.followed:
+            decision = "coalesced"  # another worker process downloads it
         if fill.error is not None:
             error = fill.error
             self._decision(target, "upstream_error", digest, str(getattr(error, "status", None) or "failed"))

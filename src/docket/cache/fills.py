@@ -112,6 +112,8 @@ class BlobFill:
         self._pending: PendingWrite | None = None
         self._read_path: Path | None = None
         self.readers = 0
+        self.followed = False
+        """Another worker process downloads the blob, and this fill follows its file."""
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -122,7 +124,6 @@ class BlobFill:
         self._progress = asyncio.Event()
 
     async def _run(self) -> None:
-        metrics.FILLS_IN_PROGRESS.inc()
         paths = self.content.fill_paths(self._key())
         try:
             if paths is None:
@@ -140,11 +141,11 @@ class BlobFill:
                     # Another worker process is downloading this blob: follow its file.
                     if await self._follow(lock_fd, paths[1], paths[2]):
                         return
+                    self.followed = False  # the other process never started; lead after all
                 finally:
                     os.close(lock_fd)
             self._fail(UpstreamUnavailable(self.client.name, "could not coordinate the download between workers"))
         finally:
-            metrics.FILLS_IN_PROGRESS.dec()
             self.started.set()
             self.finished.set()
             self._notify()
@@ -156,6 +157,7 @@ class BlobFill:
         """Download the blob from the upstream, as the only process doing so."""
         upstream_repository = self.target.upstream_repository
         size_path = paths[2] if paths is not None else None
+        metrics.FILLS_IN_PROGRESS.inc()
         try:
             async with self.client.blob_get(upstream_repository, str(self.digest)) as response:
                 self.size = response.content_length
@@ -195,6 +197,7 @@ class BlobFill:
             self._fail(UpstreamUnavailable(self.client.name, "fill cancelled at shutdown"))
             raise
         finally:
+            metrics.FILLS_IN_PROGRESS.dec()
             if not self.committed and self._pending is not None:
                 await self._pending.abort()
             if size_path is not None:
@@ -218,6 +221,7 @@ class BlobFill:
     async def _follow(self, lock_fd: int, data_path: Path, size_path: Path) -> bool:
         """Serve the download another process leads; return False if this process must lead instead."""
         metrics.FILL_WAITERS.inc()
+        self.followed = True
         final = self.content.local_path(self.digest)
         delay = _FOLLOW_POLL_MIN
         while not size_path.exists():
