@@ -33,6 +33,26 @@ url = "{upstream.url}"
     return path
 
 
+def decisions(text: str, kind: str) -> dict[str, float]:
+    """Return the cache decisions on one kind of object, summed over rules."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "docket_cache_decisions_total" and sample.labels["kind"] == kind:
+                decision = sample.labels["decision"]
+                counts[decision] = counts.get(decision, 0.0) + sample.value
+    return counts
+
+
+def gauge(text: str, name: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
 def test_workers_share_one_blob_fill(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
     data = os.urandom(24 * 1024 * 1024)
     with FakeUpstream() as upstream:
@@ -50,9 +70,17 @@ def test_workers_share_one_blob_fill(start_docket: Callable[..., DocketProcess],
         with ThreadPoolExecutor(max_workers=10) as pool:
             results = list(pool.map(fetch, range(10)))
 
+        metrics = httpx.get(f"{docket.url}/metrics", timeout=10.0).text
+
         assert results == [digest.removeprefix("sha256:")] * 10
         assert upstream.count(method="GET", path_contains=f"/blobs/{digest}") == 1
         assert list((docket.data_dir / "tmp").iterdir()) == []
+        # One download, so one miss: a worker following the other's download counts as coalesced.
+        blob_decisions = decisions(metrics, "blob")
+        assert blob_decisions["miss"] == 1.0
+        # A request that arrives after the download ended is a hit instead.
+        assert blob_decisions.get("coalesced", 0.0) + blob_decisions.get("hit", 0.0) == 9.0
+        assert gauge(metrics, "docket_blob_fills_in_progress") == 0.0
 
 
 def test_workers_serve_manifests_and_stop(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
@@ -156,3 +184,51 @@ def test_workers_metrics_cover_all(start_docket: Callable[..., DocketProcess], t
     # Every pull after the first is a hit, and the scrape reports all of them, whichever worker serves it.
     assert [cache_hits(response.text) for response in scrapes] == [24.0] * 12
     assert list((tmp_path / "data" / "metrics").glob("*.db")) != []
+
+
+def test_workers_forget_tag_deleted_upstream(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
+    manifest = image(layers=1)
+    with FakeUpstream() as upstream:
+        upstream.add_image("team/app", manifest, tags=["v1"])
+        config = write_config(tmp_path / "docket.toml", upstream)
+        docket = start_docket("--config", str(config), "--workers", "2")
+
+        def pull(_index: int) -> int:
+            # A new connection each time, so the kernel spreads requests over both workers.
+            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
+                return client.get("/v2/up/team/app/manifests/v1", headers={"Accept": manifest.media_type}).status_code
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            before = list(pool.map(pull, range(24)))
+        upstream.delete_tag("team/app", "v1")
+        refreshed = httpx.post(f"{docket.url}/_docket/refresh", params={"reference": "up/team/app:v1"}, timeout=30.0)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            after = list(pool.map(pull, range(24)))
+
+    assert before == [200] * 24
+    assert refreshed.status_code == 404
+    # The tag TTL is an hour, so only the refresh can have made both workers forget the tag.
+    assert after == [404] * 24
+
+
+def test_workers_status_covers_all(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
+    manifest = image(layers=1)
+    with FakeUpstream() as upstream:
+        upstream.add_image("team/app", manifest, tags=["v1"])
+        config = write_config(tmp_path / "docket.toml", upstream)
+        docket = start_docket("--config", str(config), "--workers", "2")
+
+        def get(path: str) -> httpx.Response:
+            # A new connection each time, so the kernel spreads requests over both workers.
+            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
+                return client.get(path, headers={"Accept": manifest.media_type})
+
+        first = get("/v2/up/team/app/manifests/v1")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            pulls = list(pool.map(get, ["/v2/up/team/app/manifests/v1"] * 9))
+            statuses = list(pool.map(get, ["/_docket/status"] * 12))
+
+    assert first.status_code == 200
+    assert [response.status_code for response in pulls] == [200] * 9
+    # One miss and nine hits, whichever worker reports them.
+    assert [response.json()["hit_ratio"] for response in statuses] == [0.9] * 12

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 
+import prometheus_client
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.metrics_core import Metric
 
 from docket import metrics as counters
 from docket import multiprocess_metrics
@@ -21,14 +24,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     counts = await request.app[REGISTRY].metadata.count_rows()
     counters.STORE_BYTES.set(counts.get("blob_bytes", 0))
     counters.STORE_OBJECTS.set(counts.get("blobs", 0))
-    if multiprocess_metrics.enabled():
-        # Sum the files of every worker, so the response from any worker covers the whole server.
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated in the library
-        body = generate_latest(registry)
-    else:
-        body = generate_latest()
-    response = web.Response(body=body)
+    response = web.Response(body=generate_latest(_server_registry()))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
 
@@ -56,9 +52,24 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     return json_response({"status": "ok"})
 
 
-def _hit_ratio() -> float | None:
+def _server_registry() -> CollectorRegistry:
+    """Return the metrics of the whole server: with several workers, the sum of every worker's files."""
+    if not multiprocess_metrics.enabled():
+        return prometheus_client.REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated in the library
+    return registry
+
+
+def _families() -> list[Metric]:
+    return list(_server_registry().collect())
+
+
+def _hit_ratio(families: list[Metric]) -> float | None:
     hits = misses = 0.0
-    for family in counters.CACHE_DECISIONS.collect():
+    for family in families:
+        if family.name != "docket_cache_decisions":
+            continue
         for sample in family.samples:
             if not sample.name.endswith("_total"):
                 continue
@@ -69,6 +80,17 @@ def _hit_ratio() -> float | None:
                 misses += sample.value
     total = hits + misses
     return hits / total if total else None
+
+
+def _fills_in_progress(families: list[Metric]) -> int:
+    return int(
+        sum(
+            sample.value
+            for family in families
+            if family.name == "docket_blob_fills_in_progress"
+            for sample in family.samples
+        )
+    )
 
 
 async def status(request: web.Request) -> web.StreamResponse:
@@ -90,10 +112,13 @@ async def status(request: web.Request) -> web.StreamResponse:
                     "last_error": health.last_error,
                 }
             )
+    families = _families()
     body = {
         "store": {"bytes": counts.pop("blob_bytes", 0), "objects": counts},
-        "hit_ratio": _hit_ratio(),
-        "fills_in_progress": counters.FILLS_IN_PROGRESS._value.get(),
+        "hit_ratio": _hit_ratio(families),
+        "fills_in_progress": _fills_in_progress(families),
+        # Upstream health and recent problems are kept by each worker process; this one answered.
+        "worker_pid": os.getpid(),
         "upstreams": upstreams,
         "recent_problems": list(RECENT_PROBLEMS.entries),
     }
