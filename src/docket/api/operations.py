@@ -117,7 +117,7 @@ async def status(request: web.Request) -> web.StreamResponse:
         "store": {"bytes": counts.pop("blob_bytes", 0), "objects": counts},
         "hit_ratio": _hit_ratio(families),
         "fills_in_progress": _fills_in_progress(families),
-        # Upstream health and recent problems are kept by each worker process; this one answered.
+        # Each worker process keeps its own upstream health and recent problems. These are the ones of this process.
         "worker_pid": os.getpid(),
         "upstreams": upstreams,
         "recent_problems": list(RECENT_PROBLEMS.entries),
