@@ -103,7 +103,7 @@ async def _run_site(config: Config, site_factory: Callable[[web.AppRunner], web.
 
 
 class StartupFailed(Exception):
-    """The server could not start: its data directory could not be prepared, or its address is taken."""
+    """The server could not start: its data directory could not be prepared, or its listen address is in use."""
 
 
 def serve(config: Config) -> None:

@@ -141,7 +141,7 @@ class BlobFill:
                     # Another worker process is downloading this blob: follow its file.
                     if await self._follow(lock_fd, paths[1], paths[2]):
                         return
-                    self.followed = False  # the other process never started; lead after all
+                    self.followed = False  # the other process never started, so this one leads after all
                 finally:
                     os.close(lock_fd)
             self._fail(UpstreamUnavailable(self.client.name, "could not coordinate the download between workers"))
