@@ -39,11 +39,10 @@ def test_serve_data_dir_in_use(start_docket: Callable[..., DocketProcess], tmp_p
 
     second = serve("--listen", "127.0.0.1:0", "--data-dir", str(data_dir))
 
+    assert running.process is not None
     assert second.returncode == 1
-    assert last_line(second) == (
-        f"docket: cannot serve: data directory {data_dir} is in use by another Docket process "
-        "(a server or an offline maintenance command)"
-    )
+    busy = f"data directory {data_dir} is in use by a running Docket server (pid {running.process.pid})"
+    assert last_line(second) == f"docket: cannot serve: {busy}"
     # The refused server changed nothing: the running server's metric files are still there.
     assert metrics_before != []
     assert sorted(path.name for path in (data_dir / "metrics").glob("*.db")) == metrics_before

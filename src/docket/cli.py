@@ -297,11 +297,11 @@ def _serve(arguments: argparse.Namespace) -> int:
         return 2
     setup_logging(config.log_level, config.log_format)
     from docket import multiprocess_metrics
-    from docket.storage.lock import DataDirectoryBusy, hold
+    from docket.storage.lock import SERVER, DataDirectoryBusy, hold
 
     # One server per data directory: the lock comes before anything in the directory changes.
     try:
-        lock = hold(config.data_dir, exclusive=True)
+        lock = hold(config.data_dir, SERVER)
     except DataDirectoryBusy as error:
         print(f"docket: cannot serve: {error}", file=sys.stderr)
         return 1

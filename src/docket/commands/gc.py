@@ -11,7 +11,7 @@ from docket.commands.http import CommandError, describe_error
 from docket.config import Config
 from docket.maintenance.gc import collect_garbage
 from docket.server import build_registry
-from docket.storage.lock import DataDirectoryBusy, hold
+from docket.storage.lock import MAINTENANCE, DataDirectoryBusy, hold
 
 
 async def gc_on_server(server: str, dry_run: bool) -> str:
@@ -30,7 +30,7 @@ async def gc_on_server(server: str, dry_run: bool) -> str:
 async def gc_offline(config: Config, dry_run: bool) -> str:
     """Collect garbage in a data directory no server is using."""
     try:
-        lock = hold(config.data_dir, exclusive=True)
+        lock = hold(config.data_dir, MAINTENANCE)
     except DataDirectoryBusy as error:
         raise CommandError(f"{error}; run `docket gc --server URL` to collect inside it") from None
     registry = build_registry(config)
