@@ -1,7 +1,7 @@
 """The data directory's lock: a server or an offline maintenance command holds it exclusively.
 
-The holder writes its description and process id into the lock file, so a second
-process that finds the directory busy can say who uses it.
+The holder writes its description and process id into the lock file, so the error
+of a second process that finds the directory busy names the holder.
 """
 
 from __future__ import annotations
