@@ -98,23 +98,27 @@ def test_workers_serve_manifests_and_stop(start_docket: Callable[..., DocketProc
         assert docket.process is None
 
 
+def get_spread(url: str, paths: list[str], headers: dict[str, str] | None = None) -> list[httpx.Response]:
+    """GET each path on a new connection, four at a time, so the kernel spreads the requests over the workers."""
+
+    def get(path: str) -> httpx.Response:
+        with httpx.Client(base_url=url, timeout=30.0) as client:
+            return client.get(path, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(get, paths))
+
+
 def test_workers_follow_refreshed_tag(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
     first, second = image(layers=1), image(layers=1)
+    accept = {"Accept": first.media_type}
     with FakeUpstream() as upstream:
         upstream.add_image("team/app", first, tags=["v1"])
         upstream.add_image("team/app", second)
         config = write_config(tmp_path / "docket.toml", upstream)
         docket = start_docket("--config", str(config), "--workers", "2")
 
-        def pull(_index: int) -> str:
-            # A new connection each time, so the kernel spreads requests over both workers.
-            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
-                response = client.get("/v2/up/team/app/manifests/v1", headers={"Accept": first.media_type})
-                response.raise_for_status()
-                return response.headers["Docker-Content-Digest"]
-
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            before = list(pool.map(pull, range(24)))
+        before = get_spread(docket.url, ["/v2/up/team/app/manifests/v1"] * 24, accept)
         upstream.tag("team/app", "v1", second.digest)
         refreshed = subprocess.run(
             [sys.executable, "-m", "docket", "refresh", "up/team/app:v1", "--server", docket.url],
@@ -122,13 +126,12 @@ def test_workers_follow_refreshed_tag(start_docket: Callable[..., DocketProcess]
             text=True,
             timeout=60,
         )
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            after = list(pool.map(pull, range(24)))
+        after = get_spread(docket.url, ["/v2/up/team/app/manifests/v1"] * 24, accept)
 
-        assert before == [first.digest] * 24
-        assert refreshed.returncode == 0, refreshed.stderr
-        # The tag TTL is an hour, so only the refresh can have moved the tag in both workers.
-        assert after == [second.digest] * 24
+    assert [response.headers.get("Docker-Content-Digest") for response in before] == [first.digest] * 24
+    assert refreshed.returncode == 0, refreshed.stderr
+    # The tag TTL is an hour, so only the refresh can have moved the tag in both workers.
+    assert [response.headers.get("Docker-Content-Digest") for response in after] == [second.digest] * 24
 
 
 def test_workers_first_pulls_race(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
@@ -139,94 +142,67 @@ def test_workers_first_pulls_race(start_docket: Callable[..., DocketProcess], tm
         config = write_config(tmp_path / "docket.toml", upstream)
         docket = start_docket("--config", str(config), "--workers", "2")
 
-        def pull(repository: str) -> tuple[int, str]:
-            # Both workers record each new repository at about the same time.
-            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
-                response = client.get(f"/v2/up/{repository}/manifests/v1", headers={"Accept": image().media_type})
-                return response.status_code, response.headers.get("Docker-Content-Digest", response.text)
-
+        # Both workers record each new repository at about the same time.
         requests = [repository for repository in manifests for _ in range(4)]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(pull, requests))
+        responses = get_spread(
+            docket.url, [f"/v2/up/{repository}/manifests/v1" for repository in requests], {"Accept": image().media_type}
+        )
 
-        assert results == [(200, manifests[repository].digest) for repository in requests]
-
-
-def cache_hits(text: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "docket_cache_decisions_total" and sample.labels["decision"] == "hit":
-                total += sample.value
-    return total
+    assert [(response.status_code, response.headers.get("Docker-Content-Digest")) for response in responses] == [
+        (200, manifests[repository].digest) for repository in requests
+    ]
 
 
 def test_workers_metrics_cover_all(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
     manifest = image(layers=1)
+    accept = {"Accept": manifest.media_type}
     with FakeUpstream() as upstream:
         upstream.add_image("team/app", manifest, tags=["v1"])
         config = write_config(tmp_path / "docket.toml", upstream)
         docket = start_docket("--config", str(config), "--workers", "2", data_dir=tmp_path / "data")
 
-        def get(path: str) -> httpx.Response:
-            # A new connection each time, so the kernel spreads requests over both workers.
-            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
-                return client.get(path, headers={"Accept": manifest.media_type})
-
-        first = get("/v2/up/team/app/manifests/v1")
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            pulls = list(pool.map(get, ["/v2/up/team/app/manifests/v1"] * 24))
-            scrapes = list(pool.map(get, ["/metrics"] * 12))
+        first = httpx.get(f"{docket.url}/v2/up/team/app/manifests/v1", headers=accept, timeout=30.0)
+        pulls = get_spread(docket.url, ["/v2/up/team/app/manifests/v1"] * 24, accept)
+        scrapes = get_spread(docket.url, ["/metrics"] * 12)
 
     assert first.status_code == 200
     assert [response.status_code for response in pulls] == [200] * 24
     assert [response.status_code for response in scrapes] == [200] * 12
     # Every pull after the first is a hit, and the scrape reports all of them, whichever worker serves it.
-    assert [cache_hits(response.text) for response in scrapes] == [24.0] * 12
+    assert [decisions(response.text, "manifest").get("hit") for response in scrapes] == [24.0] * 12
     assert list((tmp_path / "data" / "metrics").glob("*.db")) != []
 
 
 def test_workers_forget_tag_deleted_upstream(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
     manifest = image(layers=1)
+    accept = {"Accept": manifest.media_type}
     with FakeUpstream() as upstream:
         upstream.add_image("team/app", manifest, tags=["v1"])
         config = write_config(tmp_path / "docket.toml", upstream)
         docket = start_docket("--config", str(config), "--workers", "2")
 
-        def pull(_index: int) -> int:
-            # A new connection each time, so the kernel spreads requests over both workers.
-            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
-                return client.get("/v2/up/team/app/manifests/v1", headers={"Accept": manifest.media_type}).status_code
-
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            before = list(pool.map(pull, range(24)))
+        before = get_spread(docket.url, ["/v2/up/team/app/manifests/v1"] * 24, accept)
         upstream.delete_tag("team/app", "v1")
         refreshed = httpx.post(f"{docket.url}/_docket/refresh", params={"reference": "up/team/app:v1"}, timeout=30.0)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            after = list(pool.map(pull, range(24)))
+        after = get_spread(docket.url, ["/v2/up/team/app/manifests/v1"] * 24, accept)
 
-    assert before == [200] * 24
+    assert [response.status_code for response in before] == [200] * 24
     assert refreshed.status_code == 404
     # The tag TTL is an hour, so only the refresh can have made both workers forget the tag.
-    assert after == [404] * 24
+    assert [response.status_code for response in after] == [404] * 24
 
 
 def test_workers_status_covers_all(start_docket: Callable[..., DocketProcess], tmp_path: Path) -> None:
     manifest = image(layers=1)
+    accept = {"Accept": manifest.media_type}
     with FakeUpstream() as upstream:
         upstream.add_image("team/app", manifest, tags=["v1"])
         config = write_config(tmp_path / "docket.toml", upstream)
         docket = start_docket("--config", str(config), "--workers", "2")
 
-        def get(path: str) -> httpx.Response:
-            # A new connection each time, so the kernel spreads requests over both workers.
-            with httpx.Client(base_url=docket.url, timeout=30.0) as client:
-                return client.get(path, headers={"Accept": manifest.media_type})
-
-        first = get("/v2/up/team/app/manifests/v1")
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            pulls = list(pool.map(get, ["/v2/up/team/app/manifests/v1"] * 9))
-            statuses = list(pool.map(get, ["/_docket/status"] * 12))
+        first = httpx.get(f"{docket.url}/v2/up/team/app/manifests/v1", headers=accept, timeout=30.0)
+        pulls = get_spread(docket.url, ["/v2/up/team/app/manifests/v1"] * 9, accept)
+        statuses = get_spread(docket.url, ["/_docket/status"] * 12)
 
     assert first.status_code == 200
     assert [response.status_code for response in pulls] == [200] * 9

@@ -46,14 +46,14 @@ class SharedGeneration:
 
 
 class Observer:
-    """Tracks the last value of a `SharedGeneration` that one cache has seen."""
+    """The last value of a `SharedGeneration` that one cache has seen."""
 
     def __init__(self, generation: SharedGeneration) -> None:
         self.generation = generation
         self._seen = generation.current()
 
     def changed(self) -> bool:
-        """Return True once for each change of the counter since the last call."""
+        """Return whether the counter changed since the last call, however many times it changed."""
         current = self.generation.current()
         if current == self._seen:
             return False

@@ -43,6 +43,7 @@ class ManifestCache:
     Digest-addressed content never changes, so an entry goes stale only when the
     manifest is deleted or evicted. `discard` bumps the shared generation, and every
     process empties its cache when it reads a new generation value.
+    An entry that a read started before the bump puts back is dropped at the next `get`.
     """
 
     def __init__(self, max_bytes: int, generation: SharedGeneration | None = None) -> None:
